@@ -1,0 +1,186 @@
+"""Aligned LR/HR patch pairs for training, whole images for validation/test.
+
+Each image is decoded and converted once, modcropped, and its LR made once by the protocol's exact degradation
+of the whole image (``srexp.metrics.Protocol.degrade``); both are kept in memory as uint8 where exact. Training
+samples are random aligned crops (LR crop at (i, j) ↔ HR crop at (i·s, j·s)) with flips/rot90, drawn in worker
+processes. Sample ``k`` is a pure function of (seed, k), so a run is reproducible whatever the worker count.
+uint8 batches become float on the device (``SRTask.on_after_batch_transfer``).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Sequence
+
+import lightning as L
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from srexp.data.benchmarks import DataNotFoundError, resolve
+from srexp.data.images import ImageError, load_image, to_channels
+from srexp.metrics import get_protocol, images_hash
+from srexp.ops.color import rgb_to_y
+
+log = logging.getLogger(__name__)
+
+
+def load_item(item: str) -> Tensor:
+    """A resolved item (file path or ``skimage:NAME``) → uint8 (C,H,W)."""
+    if item.startswith("skimage:"):
+        name = item.split(":", 1)[1]
+        folder = resources.files("skimage") / "data"
+        matches = [p for p in folder.iterdir() if p.name.rsplit(".", 1)[0] == name]
+        if not matches:
+            raise DataNotFoundError(f"{item}: scikit-image has no bundled image named {name!r}")
+        return load_image(str(matches[0]))
+    return load_image(item)
+
+
+@dataclass
+class Pair:
+    name: str
+    lr: Tensor  # (C,h,w) uint8, or float32 in [0,1] where the protocol makes LR in float
+    hr: Tensor  # (C,H,W) uint8 (or float32 Y) — the training target in the network's channels
+    ref_y: Tensor  # (1,H,W) float64 0–255: the metric reference
+
+
+def make_pair(name: str, img: Tensor, scale: int, channels: int, protocol: str) -> Pair:
+    proto = get_protocol(protocol)
+    img = to_channels(img, 3) if channels == 3 else img
+    lr, ref_y = proto.degrade(img, scale, channels)
+    h, w = ref_y.shape[-2:]
+    hr = img[..., :h, :w]
+    if channels == 1:
+        if protocol == "y_float":
+            hr = rgb_to_y(hr)  # uint8, rounded (the reference itself)
+        else:
+            hr = (ref_y / 255).float()
+    elif protocol == "rgb_uint8":
+        lr = torch.round(lr * 255).to(torch.uint8)  # exact: LR was uint8 before /255
+    return Pair(name, lr.contiguous(), hr.contiguous(), ref_y)
+
+
+def load_pairs(specs: Sequence[str], root, scale: int, channels: int, protocol: str, min_hr: int = 0) -> list[Pair]:
+    items = [it for spec in specs for it in resolve(spec, root)]
+    pairs, skipped = [], []
+    for it in items:
+        try:
+            img = load_item(it)
+        except ImageError as e:
+            skipped.append(str(e))
+            continue
+        if min(img.shape[-2:]) < max(min_hr, scale):
+            skipped.append(f"{it}: {img.shape[-1]}×{img.shape[-2]} is smaller than the HR patch {min_hr}")
+            continue
+        pairs.append(make_pair(Path(it).stem if "/" in it else it.split(":")[-1], img, scale, channels, protocol))
+    if skipped:
+        log.warning("skipped %d of %d images: %s", len(skipped), len(items), "; ".join(skipped[:5]))
+    if not pairs:
+        raise DataNotFoundError(f"no usable images in {list(specs)} ({len(skipped)} skipped: {'; '.join(skipped[:3])})")
+    return pairs
+
+
+class PatchDataset(Dataset):
+    """``length`` random aligned patch pairs; item k depends only on (seed, k)."""
+
+    def __init__(self, pairs: list[Pair], patch_size: int, scale: int, length: int, augment: bool = True,
+                 seed: int = 0):
+        if patch_size % scale:
+            raise ValueError(f"data.patch_size={patch_size} must be a multiple of scale={scale}")
+        self.pairs, self.scale, self.length, self.augment, self.seed = pairs, scale, length, augment, seed
+        self.lr_patch = patch_size // scale
+        # sample images in proportion to the number of patch positions they offer
+        pos = np.array([max(p.lr.shape[-2] - self.lr_patch + 1, 1) * max(p.lr.shape[-1] - self.lr_patch + 1, 1)
+                        for p in pairs], dtype=np.float64)
+        self.cum = np.cumsum(pos / pos.sum())
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, k: int) -> tuple[Tensor, Tensor]:
+        rng = np.random.default_rng((self.seed, k))
+        p = self.pairs[min(int(np.searchsorted(self.cum, rng.random(), side="right")), len(self.pairs) - 1)]
+        h, w = p.lr.shape[-2:]
+        ps, s = self.lr_patch, self.scale
+        i, j = int(rng.integers(0, h - ps + 1)), int(rng.integers(0, w - ps + 1))
+        lr = p.lr[:, i : i + ps, j : j + ps]
+        hr = p.hr[:, i * s : (i + ps) * s, j * s : (j + ps) * s]
+        if self.augment:
+            hflip, vflip, rot = rng.random(3) < 0.5
+            if hflip:
+                lr, hr = lr.flip(-1), hr.flip(-1)
+            if vflip:
+                lr, hr = lr.flip(-2), hr.flip(-2)
+            if rot:
+                lr, hr = lr.transpose(-1, -2), hr.transpose(-1, -2)
+        return lr.contiguous(), hr.contiguous()
+
+
+class ImageDataset(Dataset):
+    """Whole images for validation/test: (LR input, reference Y, index)."""
+
+    def __init__(self, pairs: list[Pair]):
+        self.pairs = pairs
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, k: int) -> tuple[Tensor, Tensor, int]:
+        p = self.pairs[k]
+        return p.lr, p.ref_y, k
+
+
+class SRDataModule(L.LightningDataModule):
+    def __init__(
+        self,
+        train: Sequence[str],
+        val: Sequence[str],
+        scale: int,
+        channels: int = 3,
+        protocol: str = "rgb_uint8",
+        patch_size: int = 96,
+        batch_size: int = 16,
+        num_workers: int = 2,
+        samples: int = 100_000,
+        augment: bool = True,
+        root: str | None = None,
+        seed: int = 0,
+        pin_memory: bool = True,
+    ):
+        super().__init__()
+        self.train_specs, self.val_specs = list(train or []), list(val or [])
+        self.scale, self.channels, self.protocol = scale, channels, protocol
+        self.patch_size, self.batch_size, self.num_workers = patch_size, batch_size, num_workers
+        self.samples, self.augment, self.root, self.seed, self.pin_memory = samples, augment, root, seed, pin_memory
+        self.train_pairs: list[Pair] | None = None
+        self.val_pairs: list[Pair] | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage in (None, "fit") and self.train_pairs is None and self.train_specs:
+            self.train_pairs = load_pairs(self.train_specs, self.root, self.scale, self.channels, self.protocol,
+                                          min_hr=self.patch_size)
+        if self.val_pairs is None and self.val_specs:
+            self.val_pairs = load_pairs(self.val_specs, self.root, self.scale, self.channels, self.protocol)
+
+    @property
+    def val_hash(self) -> str | None:
+        return images_hash(p.ref_y for p in self.val_pairs) if self.val_pairs else None
+
+    def _loader(self, ds: Dataset, batch_size: int, workers: int) -> DataLoader:
+        return DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers,
+                          pin_memory=self.pin_memory and torch.cuda.is_available(),
+                          persistent_workers=workers > 0, drop_last=False)
+
+    def train_dataloader(self) -> DataLoader:
+        ds = PatchDataset(self.train_pairs, self.patch_size, self.scale, self.samples, self.augment, self.seed)
+        return self._loader(ds, self.batch_size, self.num_workers)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(ImageDataset(self.val_pairs), 1, 0)
+
+    def test_dataloader(self) -> DataLoader:
+        return self.val_dataloader()

@@ -1,0 +1,55 @@
+"""Published Y-channel PSNR / SSIM of the SR papers' comparison tables (facts, as copied in the VDSR / EDSR papers).
+
+``PUBLISHED[method][set][scale] = (psnr, ssim or None)``. ``PAPER_PROTOCOL`` says which measurement protocol
+(srexp.metrics) the row was made under, so a comparison only claims a delta where the protocols match.
+"""
+from __future__ import annotations
+
+_SETS = ("Set5", "Set14", "B100", "Urban100")
+
+
+def _rows(table: dict[int, tuple]) -> dict[str, dict[int, tuple[float, float | None]]]:
+    out: dict[str, dict[int, tuple[float, float | None]]] = {s: {} for s in _SETS}
+    for scale, cells in table.items():
+        for s, cell in zip(_SETS, cells):
+            if cell is not None:
+                out[s][scale] = cell if isinstance(cell, tuple) else (cell, None)
+    return out
+
+
+PUBLISHED: dict[str, dict[str, dict[int, tuple[float, float | None]]]] = {
+    "bicubic": _rows({
+        2: ((33.66, 0.9299), (30.24, 0.8688), (29.56, 0.8431), (26.88, 0.8403)),
+        3: ((30.39, 0.8682), (27.55, 0.7742), (27.21, 0.7385), (24.46, 0.7349)),
+        4: ((28.42, 0.8104), (26.00, 0.7027), (25.96, 0.6675), (23.14, 0.6577)),
+    }),
+    "srcnn": _rows({
+        2: ((36.66, 0.9542), (32.42, 0.9063), (31.36, 0.8879), (29.50, 0.8946)),
+        3: ((32.75, 0.9090), (29.28, 0.8209), (28.41, 0.7863), (26.24, 0.7989)),
+        4: ((30.48, 0.8628), (27.49, 0.7503), (26.90, 0.7101), (24.52, 0.7221)),
+    }),
+    "vdsr": _rows({
+        2: ((37.53, 0.9587), (33.03, 0.9124), (31.90, 0.8960), (30.76, 0.9140)),
+        3: ((33.66, 0.9213), (29.77, 0.8314), (28.82, 0.7976), (27.14, 0.8279)),
+        4: ((31.35, 0.8838), (28.01, 0.7674), (27.29, 0.7251), (25.18, 0.7524)),
+    }),
+    "fsrcnn": _rows({2: (37.00, 32.63, 31.53, 29.88), 4: (30.72, 27.61, 26.98, 24.62)}),
+    "lapsrn": _rows({2: (37.52, 32.99, 31.80, 30.41), 4: (31.54, 28.09, 27.32, 25.21)}),
+    "edsr_baseline": _rows({2: (37.99, 33.57, 32.16, 31.98), 4: (32.09, 28.58, 27.57, 26.04)}),
+    "edsr": _rows({4: ((32.46, 0.8968), (28.80, 0.7876), (27.71, 0.7420), (26.64, 0.8033))}),
+    "srresnet": _rows({4: ((32.05, 0.9019), (28.49, 0.8184), (27.58, 0.7620), None)}),
+    "srgan": _rows({4: ((29.40, 0.8472), (26.02, 0.7397), (25.16, 0.6688), None)}),
+}
+
+PAPER_PROTOCOL: dict[str, str] = {
+    "bicubic": "y_float", "srcnn": "y_float", "vdsr": "y_float", "fsrcnn": "y_float", "lapsrn": "y_float",
+    "edsr_baseline": "rgb_uint8", "edsr": "rgb_uint8", "srresnet": "rgb_uint8", "srgan": "rgb_uint8",
+}
+
+
+def published(method: str | None, set_name: str, scale: int) -> tuple[float, float | None] | None:
+    """The paper's (PSNR, SSIM) for ``method`` (an arch preset name) or None where the paper gives none."""
+    if not method:
+        return None
+    key = method.lower().removesuffix("_955")
+    return PUBLISHED.get(key, {}).get(set_name, {}).get(scale)
