@@ -20,6 +20,7 @@ from srexp import CONF_DIR
 from srexp.data.datamodule import load_pairs
 from srexp.data.images import save_image
 from srexp.errors import ConfigError
+from srexp.nets import build_net
 from srexp.metrics import get_protocol, images_hash, psnr_ssim
 from srexp.published import PAPER_PROTOCOL, published
 from srexp.runtime import one_line_errors
@@ -43,7 +44,7 @@ def load_checkpoint(path: str | Path) -> tuple[dict, dict, dict]:
 
 
 def build_net(net_cfg: DictConfig | dict, state: dict | None = None) -> nn.Module:
-    net = instantiate(net_cfg)
+    net = build_net(net_cfg)
     if state is not None:
         net.load_state_dict(state)
     return net.eval()

@@ -9,7 +9,7 @@ Two named protocols (facts in ``shared/data/README.md``):
 
 PSNR = 10·log10(255²/MSE) per image, averaged over images; SSIM = Gaussian 11×11, σ 1.5, K = (0.01, 0.03),
 'valid' filtering, no downsampling. (torchmetrics' SSIM averages a reflect-padded full-size map instead: 0.001–0.002
-higher on Set14, so SSIM is computed here; PSNR comes from torchmetrics.)
+higher on Set14, so SSIM is computed here; the set averages are a torchmetrics Metric, reduced across ranks.)
 Networks run at their own channel count; zero-parameter baselines run at the protocol's native one (Y for
 ``y_float``, RGB for ``rgb_uint8``) so a bicubic row is computed exactly as the papers did.
 """
@@ -23,7 +23,6 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 import torch.nn.functional as F
-from torchmetrics.functional.image import peak_signal_noise_ratio
 
 from srexp.ops.color import rgb_to_y
 from srexp.ops.resize import imresize, modcrop
@@ -97,7 +96,8 @@ def shave(x: Tensor, border: int) -> Tensor:
 def psnr_ssim(sr_y: Tensor, hr_y: Tensor, border: int) -> tuple[Tensor, Tensor]:
     """Per-image PSNR and SSIM of ``(N,1,H,W)`` Y images on the 0–255 scale, ``border`` pixels shaved."""
     sr_y, hr_y = shave(sr_y.double(), border), shave(hr_y.double(), border)
-    psnr = peak_signal_noise_ratio(sr_y, hr_y, data_range=255.0, reduction="none", dim=(1, 2, 3))
+    mse = (sr_y - hr_y).pow(2).mean(dim=(1, 2, 3))
+    psnr = 10 * torch.log10(255.0**2 / mse)  # float64 throughout (torchmetrics' PSNR drifts by ~1e-6 dB)
     return psnr, ssim(sr_y, hr_y)
 
 

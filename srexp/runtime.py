@@ -45,7 +45,7 @@ def build_loggers(cfg: DictConfig, run_dir: str) -> list:
     from lightning.pytorch.loggers import CSVLogger
 
     loggers = [CSVLogger(save_dir=run_dir, name="csv", version="")]
-    if cfg.get("logger"):
+    if cfg.get("logger") and cfg.logger.get("_target_"):
         if "wandb" in str(cfg.logger.get("_target_", "")).lower():
             os.environ.setdefault("WANDB_MODE", "offline")  # respects WANDB_MODE=online/disabled set by the user
             os.environ.setdefault("WANDB_SILENT", "true")

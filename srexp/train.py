@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from srexp import CONF_DIR
 from srexp.callbacks import ConfigInCheckpoint
+from srexp.nets import build_net
 from srexp.report_table import print_val_table
 from srexp.runtime import build_loggers, one_line_errors, save_resolved_config
 
@@ -42,7 +43,7 @@ def run(cfg: DictConfig) -> dict:
     L.seed_everything(cfg.seed, workers=True)
     run_dir = HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else cfg.get("run_dir", "outputs/run")
     save_resolved_config(cfg, run_dir)
-    net = instantiate(cfg.net)
+    net = build_net(cfg.net)
     with open_dict(cfg):
         if cfg.data.get("samples") is None:
             cfg.data.samples = train_samples(cfg)

@@ -1,0 +1,47 @@
+"""The network zoo: every SR net is ``strategy(body, upsample)``, each axis a Hydra config group.
+
+Contracts (one for each axis, so that any body and any upsample layer work under any strategy):
+
+* **strategy** (``conf/net/strategy/``, ``srexp.nets.strategies``): an ``nn.Module`` built from
+  ``in_channels, out_channels, scale, num_feat, body, upsample, …``. ``forward(lr)`` takes
+  ``(N, in_channels, h, w)`` floats in [0, 1] and returns ``(N, out_channels, h·scale, w·scale)`` — the
+  progressive strategy returns a list, one tensor per ×2 level, the last one the final output. Any ``h, w``.
+  Every net has ``scale: int``.
+* **body** (``conf/net/body/``, a partial): ``body(in_channels: int) -> nn.Module`` mapping
+  ``(N, in_channels, H, W)`` to ``(N, body.out_channels, H, W)``: same size, width reported by the module
+  (most bodies keep the width; ``plain`` may change it, as SRCNN's 64→32 middle layer does).
+* **upsample** (``conf/net/upsample/``, a partial): ``upsample(in_channels: int, out_channels: int, scale: int)
+  -> nn.Module`` mapping ``(N, in_channels, H, W)`` to ``(N, out_channels, H·scale, W·scale)`` exactly.
+  The strategy calls it as many times as it needs (once per ×2 step, per projection unit, …).
+
+A config the axes cannot build raises :class:`ConfigError` with one line naming the key and the valid
+choices. Hydra wraps exceptions raised inside ``instantiate``; :func:`build_net` unwraps it.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch.nn as nn
+
+
+from srexp.errors import ConfigError  # a net config that cannot be built: one line, key, value, valid choices
+
+
+def build_net(cfg: Any) -> nn.Module:
+    """``hydra.utils.instantiate(cfg)``, re-raising a :class:`ConfigError` as itself rather than Hydra's
+    multi-line ``InstantiationException`` wrapper, so the user sees the one-line reason."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    try:
+        return instantiate(cfg)
+    except InstantiationException as e:
+        cause = e.__cause__
+        while cause is not None and not isinstance(cause, ConfigError):
+            cause = cause.__cause__
+        if cause is None:
+            raise
+        raise cause from None
+
+
+__all__ = ["ConfigError", "build_net"]

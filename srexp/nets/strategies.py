@@ -1,0 +1,207 @@
+"""Strategies: where upsampling sits (``conf/net/strategy/``). Each strategy builds its net from a ``body``
+partial and an ``upsample`` partial (contracts in :mod:`srexp.nets`), so any body and any upsample layer
+work under any strategy.
+
+Common arguments: ``num_feat`` (width after ``conv_first``), ``first_kernel``/``last_kernel`` (the head and
+reconstruction convs; 0 = none where the strategy allows it), ``act`` (after the strategy's own convs),
+``init`` (a partial or list of partials from :mod:`srexp.nets.init`; none = PyTorch's default), ``rgb_mean``
+(EDSR's mean shift: subtracted at the input, added back at the output).
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import torch.nn as nn
+from torch import Tensor
+
+from srexp.nets import ConfigError
+from srexp.nets.blocks import Act, DownProjection, MeanShift, UpProjection, cat, conv, conv_act, exact_padding
+
+Body = Callable[..., nn.Module]      # body(in_channels=…) -> module with .out_channels
+Upsample = Callable[..., nn.Module]  # upsample(in_channels=…, out_channels=…, scale=…)
+Init = Callable[[nn.Module], None]
+
+
+class Strategy(nn.Module):
+    """Shared plumbing: ``scale``, the mean shift, the head conv and the init."""
+
+    def __init__(self, in_channels: int, out_channels: int, scale: int,
+                 rgb_mean: Sequence[float] | None = None) -> None:
+        super().__init__()
+        if not isinstance(scale, int) or scale < 1:
+            raise ConfigError(f"scale={scale!r} is not supported (valid: integers >= 1)")
+        self.scale, self.in_channels, self.out_channels = scale, in_channels, out_channels
+        if rgb_mean is not None:
+            if not len(rgb_mean) == in_channels == out_channels:
+                raise ConfigError(f"net.rgb_mean has {len(rgb_mean)} values for channels={in_channels} "
+                                  f"(valid: null, or one value per channel)")
+            self.sub_mean, self.add_mean = MeanShift(list(rgb_mean), -1.0), MeanShift(list(rgb_mean), 1.0)
+        else:
+            self.sub_mean = self.add_mean = nn.Identity()
+
+    def _apply_init(self, init: Init | Sequence[Init] | None) -> None:
+        for fn in ([init] if callable(init) else init or []):
+            fn(self)
+
+    def forward(self, lr: Tensor) -> Tensor | list[Tensor]:
+        out = self.run(self.sub_mean(lr))
+        return [self.add_mean(o) for o in out] if isinstance(out, list) else self.add_mean(out)
+
+    def run(self, x: Tensor) -> Tensor | list[Tensor]:
+        raise NotImplementedError
+
+
+class PreUpsample(Strategy):
+    """Upsample the image first, run the body at HR (SRCNN, VDSR): the body sees the final grid, at
+    ``scale²`` times the cost. ``residual`` adds the upsampled input to the output (VDSR's global residual:
+    the net learns only the missing high frequencies). With ``first_kernel``/``last_kernel`` 0 and the
+    ``none`` body it is a zero-parameter interpolation baseline."""
+
+    def __init__(self, in_channels: int, out_channels: int, scale: int, body: Body, upsample: Upsample,
+                 num_feat: int = 64, first_kernel: int = 3, last_kernel: int = 3, act: Act | None = nn.ReLU,
+                 residual: bool = False, init: Init | Sequence[Init] | None = None,
+                 rgb_mean: Sequence[float] | None = None) -> None:
+        super().__init__(in_channels, out_channels, scale, rgb_mean)
+        if residual and in_channels != out_channels:
+            raise ConfigError(f"net.residual=true needs in_channels == out_channels, got {in_channels} and "
+                              f"{out_channels} (valid: false)")
+        self.up = upsample(in_channels=in_channels, out_channels=in_channels, scale=scale)
+        width = num_feat if first_kernel else in_channels
+        self.conv_first = conv_act(in_channels, width, first_kernel, act) if first_kernel else nn.Identity()
+        self.body = body(in_channels=width)
+        if last_kernel:
+            self.conv_last: nn.Module = conv(self.body.out_channels, out_channels, last_kernel)
+        elif self.body.out_channels != out_channels:
+            raise ConfigError(f"net.last_kernel=0 needs a body that outputs {out_channels} channels, got "
+                              f"{self.body.out_channels} (valid: last_kernel >= 1)")
+        else:
+            self.conv_last = nn.Identity()
+        self.residual = residual
+        self._apply_init(init)
+
+    def run(self, x: Tensor) -> Tensor:
+        x = self.up(x)
+        y = self.conv_last(self.body(self.conv_first(x)))
+        return x + y if self.residual else y
+
+
+def _power_of_2(scale: int) -> bool:
+    return scale >= 2 and scale & (scale - 1) == 0
+
+
+class PostUpsample(Strategy):
+    """Body at LR, upsample at the end (FSRCNN, ESPCN, SRResNet, EDSR): all the convs run on the small grid.
+
+    ``stepwise``: a power-of-2 scale is made as ×2 steps (EDSR/SRResNet: ×4 = two ×2 sub-pixel layers),
+    any other scale as one step; ``false`` always uses one step (ESPCN, FSRCNN). ``last_kernel: 0`` lets the
+    last upsample layer output the image itself (ESPCN's sub-pixel conv, FSRCNN's deconv)."""
+
+    def __init__(self, in_channels: int, out_channels: int, scale: int, body: Body, upsample: Upsample,
+                 num_feat: int = 64, first_kernel: int = 3, last_kernel: int = 3, act: Act | None = None,
+                 stepwise: bool = True, init: Init | Sequence[Init] | None = None,
+                 rgb_mean: Sequence[float] | None = None) -> None:
+        super().__init__(in_channels, out_channels, scale, rgb_mean)
+        if not first_kernel:
+            raise ConfigError("net.first_kernel=0: post-upsampling needs a head conv (valid: 1, 3, 5, …)")
+        self.conv_first = conv_act(in_channels, num_feat, first_kernel, act)
+        self.body = body(in_channels=num_feat)
+        steps = [2] * int(math.log2(scale)) if stepwise and _power_of_2(scale) else [scale]
+        ins = [self.body.out_channels] + [num_feat] * (len(steps) - 1)
+        outs = [num_feat] * (len(steps) - 1) + [num_feat if last_kernel else out_channels]
+        self.upsample = nn.Sequential(*[upsample(in_channels=a, out_channels=b, scale=r)
+                                        for a, b, r in zip(ins, outs, steps)])
+        self.conv_last = conv(num_feat, out_channels, last_kernel) if last_kernel else nn.Identity()
+        self._apply_init(init)
+
+    def run(self, x: Tensor) -> Tensor:
+        return self.conv_last(self.upsample(self.body(self.conv_first(x))))
+
+
+class ProgressiveUpsample(Strategy):
+    """log2(scale) ×2 levels, an output at each (LapSRN): level k's features go through ``body``, a ×2
+    feature upsample and a ``last_kernel`` conv that predicts a residual image; the image branch upsamples the
+    previous level's image ×2 and adds it. ``forward`` returns ``[×2, ×4, …, ×scale]`` so the loss can
+    supervise every level, which is what makes the coarse levels meaningful."""
+
+    def __init__(self, in_channels: int, out_channels: int, scale: int, body: Body, upsample: Upsample,
+                 num_feat: int = 64, first_kernel: int = 3, last_kernel: int = 3, act: Act | None = nn.ReLU,
+                 init: Init | Sequence[Init] | None = None, rgb_mean: Sequence[float] | None = None) -> None:
+        super().__init__(in_channels, out_channels, scale, rgb_mean)
+        if not _power_of_2(scale):
+            raise ConfigError(f"net.strategy=progressive needs a power-of-2 scale, got scale={scale} "
+                              f"(valid: 2, 4, 8)")
+        if in_channels != out_channels:
+            raise ConfigError(f"net.strategy=progressive upsamples the input image, so in_channels must equal "
+                              f"out_channels, got {in_channels} and {out_channels} (valid: equal channels)")
+        if not (first_kernel and last_kernel):
+            raise ConfigError(f"net.first_kernel={first_kernel}, net.last_kernel={last_kernel}: progressive "
+                              f"needs both convs (valid: 1, 3, 5, …)")
+        self.conv_first = conv_act(in_channels, num_feat, first_kernel, act)
+        self.bodies, self.feat_ups, self.to_residual, self.image_ups = (nn.ModuleList() for _ in range(4))
+        for _ in range(int(math.log2(scale))):
+            b = body(in_channels=num_feat)
+            up = upsample(in_channels=b.out_channels, out_channels=num_feat, scale=2)
+            self.bodies.append(b)
+            self.feat_ups.append(nn.Sequential(up, act()) if act is not None else up)
+            self.to_residual.append(conv(num_feat, out_channels, last_kernel))
+            self.image_ups.append(upsample(in_channels=out_channels, out_channels=out_channels, scale=2))
+        self._apply_init(init)
+
+    def run(self, x: Tensor) -> list[Tensor]:
+        feat, image, outs = self.conv_first(x), x, []
+        for body, feat_up, to_residual, image_up in zip(self.bodies, self.feat_ups, self.to_residual,
+                                                       self.image_ups):
+            feat = feat_up(body(feat))
+            image = image_up(image) + to_residual(feat)
+            outs.append(image)
+        return outs
+
+
+class IterativeUpsample(Strategy):
+    """DBPN: alternating up- and down-projection units (:mod:`srexp.nets.blocks`) that feed the
+    reconstruction error back, ``num_stages`` up-projections in all; the HR outputs of every up-projection are
+    concatenated for the ``last_kernel`` reconstruction conv. ``dense`` (D-DBPN) feeds each unit the
+    concatenation of all earlier outputs of the other resolution (reduced by a 1×1 conv).
+
+    The ×r steps inside the units are the ``upsample`` layer (DBPN: a transposed conv, kernel r+4, stride r,
+    padding 2); the ÷r steps a strided conv with ``kernel_size`` (null: r+4). The body runs at LR between the
+    head and the first unit (D-DBPN: the 1×1 conv that reduces 256 to 64 channels)."""
+
+    def __init__(self, in_channels: int, out_channels: int, scale: int, body: Body, upsample: Upsample,
+                 num_feat: int = 64, num_stages: int = 3, dense: bool = True, first_kernel: int = 3,
+                 last_kernel: int = 3, kernel_size: int | None = None, act: Act = nn.PReLU,
+                 init: Init | Sequence[Init] | None = None, rgb_mean: Sequence[float] | None = None) -> None:
+        super().__init__(in_channels, out_channels, scale, rgb_mean)
+        if num_stages < 1:
+            raise ConfigError(f"net.num_stages={num_stages} is too small (valid: >= 1)")
+        if not (first_kernel and last_kernel):
+            raise ConfigError(f"net.first_kernel={first_kernel}, net.last_kernel={last_kernel}: iterative "
+                              f"needs both convs (valid: 1, 3, 5, …)")
+        k = kernel_size if kernel_size is not None else scale + 4
+        pad, _ = exact_padding(k, scale, "net.kernel_size")
+        self.conv_first = conv_act(in_channels, num_feat, first_kernel, act)
+        self.body = body(in_channels=num_feat)
+        w = self.body.out_channels
+
+        def up() -> nn.Module:
+            return nn.Sequential(upsample(in_channels=w, out_channels=w, scale=scale), act())
+
+        def down() -> nn.Module:
+            return nn.Sequential(nn.Conv2d(w, w, k, scale, pad), act())
+
+        def width(t: int) -> int:  # t earlier outputs are concatenated in dense mode
+            return w * max(t, 1) if dense else w
+
+        self.ups = nn.ModuleList(UpProjection(width(t), w, up, down, act) for t in range(num_stages))
+        self.downs = nn.ModuleList(DownProjection(width(t), w, up, down, act) for t in range(1, num_stages))
+        self.conv_last = conv(w * num_stages, out_channels, last_kernel)
+        self.dense = dense
+        self._apply_init(init)
+
+    def run(self, x: Tensor) -> Tensor:
+        highs, lows = [self.ups[0](self.body(self.conv_first(x)))], []
+        for down, up in zip(self.downs, self.ups[1:]):
+            lows.append(down(cat(highs) if self.dense else highs[-1]))
+            highs.append(up(cat(lows) if self.dense else lows[-1]))
+        return self.conv_last(cat(highs))

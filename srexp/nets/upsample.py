@@ -1,0 +1,115 @@
+"""Upsample layers: how one ×r step is made. Each is a partial the strategy calls as
+``upsample(in_channels=…, out_channels=…, scale=r)``; the result maps ``(N, in, H, W)`` to
+``(N, out, rH, rW)`` exactly, for any ``H, W`` (``conf/net/upsample/``)."""
+from __future__ import annotations
+
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+from srexp.nets import ConfigError
+from srexp.nets.blocks import Act, conv, exact_padding
+from srexp.ops.resize import imresize
+
+INTERPOLATE_MODES = ("nearest", "bilinear", "bicubic")
+
+
+def _check_scale(scale: int) -> None:
+    if not isinstance(scale, int) or scale < 1:
+        raise ConfigError(f"scale={scale!r} is not supported (valid: integers >= 1)")
+
+
+class InterpolateUp(nn.Module):
+    """Fixed interpolation, optionally followed by a learned ``kernel_size`` conv (0 = none).
+
+    ``bicubic`` is MATLAB's (a = -0.5, :func:`srexp.ops.resize.imresize`), which is what the papers' "bicubic"
+    means; torch's own bicubic uses a = -0.75 and gives different numbers. ``nearest``/``bilinear`` use
+    ``F.interpolate(align_corners=False)`` (pixel centres, as MATLAB).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, scale: int, mode: str = "bicubic",
+                 kernel_size: int = 0, act: Act | None = None) -> None:
+        super().__init__()
+        _check_scale(scale)
+        if mode not in INTERPOLATE_MODES:
+            raise ConfigError(f"net.upsample.mode={mode} is unknown (valid: {', '.join(INTERPOLATE_MODES)})")
+        if kernel_size == 0 and in_channels != out_channels:
+            raise ConfigError(
+                f"net.upsample.kernel_size=0 cannot map {in_channels} to {out_channels} channels "
+                "(valid: a conv kernel_size such as 3, or a strategy that upsamples features, e.g. last_kernel: 3)"
+            )
+        self.scale, self.mode = scale, mode
+        self.conv = conv(in_channels, out_channels, kernel_size) if kernel_size else nn.Identity()
+        self.act = act() if act is not None else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.mode == "bicubic":
+            x = imresize(x, scale=self.scale)
+        else:
+            x = F.interpolate(x, scale_factor=self.scale, mode=self.mode,
+                              align_corners=False if self.mode == "bilinear" else None)
+        return self.act(self.conv(x))
+
+
+class TransposedUp(nn.Module):
+    """``ConvTranspose2d`` with stride r; padding and output_padding are derived from the kernel so the
+    output is exactly ``rH × rW`` (``null`` kernel = r + 4, DBPN's 6/8/12 for ×2/×4/×8; FSRCNN uses 9,
+    LapSRN 4)."""
+
+    def __init__(self, in_channels: int, out_channels: int, scale: int, kernel_size: int | None = None,
+                 act: Act | None = None) -> None:
+        super().__init__()
+        _check_scale(scale)
+        k = kernel_size if kernel_size is not None else scale + 4
+        pad, out_pad = exact_padding(k, scale, "net.upsample.kernel_size")
+        self.deconv = nn.ConvTranspose2d(in_channels, out_channels, k, scale, pad, out_pad)
+        self.act = act() if act is not None else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.act(self.deconv(x))
+
+
+class _ConvToSpace(nn.Module):
+    """A conv to ``out·r²`` channels, then a channel-to-space rearrangement defined by the subclass."""
+
+    def __init__(self, in_channels: int, out_channels: int, scale: int, kernel_size: int = 3,
+                 act: Act | None = None) -> None:
+        super().__init__()
+        _check_scale(scale)
+        self.scale, self.out_channels = scale, out_channels
+        self.conv = conv(in_channels, out_channels * scale * scale, kernel_size)
+        self.act = act() if act is not None else nn.Identity()
+
+    def to_space(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.act(self.to_space(self.conv(x)))
+
+
+class ReshapeUp(_ConvToSpace):
+    """The naive channel→space *view*: ``(C·r², H, W)`` read as ``(C, rH, rW)``, no permute.
+
+    Output channel ``c`` is the memory of input channels ``c·r² … c·r²+r²-1`` re-read in rows of ``rW``:
+    input channel ``c·r² + k`` fills output rows ``k·H/r … (k+1)·H/r - 1`` (a horizontal band; when r does not
+    divide H the bands straddle rows), and each output row is ``r`` consecutive input rows of that one channel
+    laid side by side. So neighbouring output pixels
+    come from *distant* LR positions and every band holds a squashed copy of the whole image: the spatial
+    structure is scrambled and the conv before it must learn to undo that. Kept as the ablation.
+    """
+
+    def to_space(self, x: Tensor) -> Tensor:
+        n, _, h, w = x.shape
+        return x.reshape(n, self.out_channels, h * self.scale, w * self.scale)
+
+
+class PixelShuffleUp(_ConvToSpace):
+    """Sub-pixel convolution (ESPCN): conv to ``C·r²`` channels, then ``F.pixel_shuffle`` (reshape + permute).
+
+    Output pixel ``(c, y, x)`` = input channel ``c·r² + (y mod r)·r + (x mod r)`` at ``(y // r, x // r)``:
+    each ``r × r`` output block is made from ONE LR position, its ``r²`` sub-pixels taken from the ``r²``
+    channels of group ``c``. Neighbouring output pixels stay neighbours of the same LR pixel.
+    """
+
+    def to_space(self, x: Tensor) -> Tensor:
+        return F.pixel_shuffle(x, self.scale)

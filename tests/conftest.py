@@ -1,0 +1,68 @@
+"""Shared fixtures: the real configs composed and shrunk, the data root, small synthetic images."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+from PIL import Image
+
+from srexp import CONF_DIR
+
+REPO = Path(__file__).resolve().parent.parent
+
+# Tiny runs: small patches, few steps, CPU, no W&B unless a test asks for it.
+TINY = [
+    "trainer.accelerator=cpu", "trainer.max_steps=4", "trainer.val_check_interval=2", "trainer.log_every_n_steps=1",
+    "data.patch_size=16", "data.batch_size=2", "data.num_workers=0", "net.num_feat=8",
+    "logger=csv",
+]
+
+
+def data_root() -> Path | None:
+    env = os.environ.get("SREXP_DATA")
+    for cand in ([Path(env)] if env else []) + [REPO.parent / "shared" / "data"]:
+        if cand.is_dir():
+            return cand
+    return None
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    root = data_root()
+    if root is None:
+        pytest.skip("reference data not found: set SREXP_DATA to the folder holding Set5/, Set14/, matlab_lr/")
+    return root
+
+
+def compose_cfg(config_name: str = "train", overrides: list[str] = ()):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name=config_name, overrides=list(overrides))
+
+
+def run_cli(module: str, *args: str, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    e = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", **(env or {})}
+    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, env=e,
+                          timeout=timeout, cwd=REPO)
+
+
+def write_images(folder: Path, n: int = 3, size=(48, 40), seed: int = 0, mode: str = "RGB") -> list[Path]:
+    """Smooth random colour images (a learnable signal, unlike white noise)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths = []
+    for k in range(n):
+        h, w = size
+        yy, xx = np.mgrid[0:h, 0:w]
+        chans = [127 + 100 * np.sin(xx / rng.uniform(2, 6) + rng.uniform(0, 6)) * np.cos(yy / rng.uniform(2, 6))
+                 for _ in range(3)]
+        a = np.clip(np.stack(chans, -1), 0, 255).astype(np.uint8)
+        im = Image.fromarray(a).convert(mode)
+        p = folder / f"img{k}.png"
+        im.save(p)
+        paths.append(p)
+    return paths

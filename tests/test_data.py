@@ -1,0 +1,116 @@
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from srexp.data.benchmarks import DataNotFoundError, find_set, resolve
+from srexp.data.datamodule import Pair, PatchDataset, SRDataModule, load_item, make_pair
+from srexp.data.images import ImageError, load_image
+
+from conftest import write_images
+
+
+def test_pairs_are_aligned_with_augmentation():
+    # HR = LR repeated s×s (nearest), so an aligned crop satisfies hr[::s, ::s] == lr after any flip/rot90
+    s = 3
+    lr = torch.arange(3 * 20 * 25, dtype=torch.int64).reshape(3, 20, 25) % 251
+    lr = lr.to(torch.uint8)
+    hr = lr.repeat_interleave(s, -1).repeat_interleave(s, -2)
+    ds = PatchDataset([Pair("p", lr, hr, hr[:1].double())], patch_size=12, scale=s, length=200, augment=True, seed=1)
+    seen_flips = set()
+    for k in range(len(ds)):
+        l, h = ds[k]
+        assert l.shape == (3, 4, 4) and h.shape == (3, 12, 12)
+        assert torch.equal(h[:, ::s, ::s], l)
+        assert torch.equal(h[:, 1::s, 2::s], l)
+        seen_flips.add(bool(l[0, 0, 0] > l[0, 0, 1]))
+    assert seen_flips == {True, False}  # augmentation happened
+
+
+def test_sample_is_a_function_of_seed_and_index():
+    g = torch.Generator().manual_seed(0)
+    lr = torch.randint(0, 256, (3, 30, 30), generator=g, dtype=torch.uint8)
+    hr = lr.repeat_interleave(2, -1).repeat_interleave(2, -2)
+    pair = [Pair("p", lr, hr, hr[:1].double())]
+    a, b = PatchDataset(pair, 16, 2, 10, seed=3), PatchDataset(pair, 16, 2, 10, seed=3)
+    assert all(torch.equal(a[k][0], b[k][0]) for k in range(10))
+    assert not torch.equal(PatchDataset(pair, 16, 2, 10, seed=4)[0][0], a[0][0])
+
+
+def test_make_pair_lr_is_exact_resize_of_modcropped_whole_image():
+    from srexp.ops.resize import imresize
+
+    g = torch.Generator().manual_seed(0)
+    img = torch.randint(0, 256, (3, 50, 47), generator=g, dtype=torch.uint8)
+    p = make_pair("x", img, 3, 3, "rgb_uint8")
+    assert p.hr.shape == (3, 48, 45) and p.lr.dtype == torch.uint8
+    assert torch.equal(p.lr, imresize(img[:, :48, :45], scale=1 / 3))
+    gray = make_pair("g", img[:1], 2, 3, "rgb_uint8")  # gray → RGB for an RGB net
+    assert gray.hr.shape[0] == 3 and torch.equal(gray.hr[0], gray.hr[2])
+    y = make_pair("y", img, 2, 1, "y_float")
+    assert y.lr.dtype == torch.float32 and y.lr.shape[0] == 1 and y.hr.dtype == torch.uint8
+
+
+def test_datamodule_on_a_folder(tmp_path):
+    write_images(tmp_path / "train", n=3)
+    write_images(tmp_path / "val", n=2, seed=1)
+    dm = SRDataModule(train=[str(tmp_path / "train")], val=[str(tmp_path / "val")], scale=2, patch_size=16,
+                      batch_size=4, num_workers=0, samples=8)
+    dm.setup("fit")
+    lr, hr = next(iter(dm.train_dataloader()))
+    assert lr.shape == (4, 3, 8, 8) and hr.shape == (4, 3, 16, 16) and lr.dtype == torch.uint8
+    lr, ref, idx = next(iter(dm.val_dataloader()))
+    assert lr.shape == (1, 3, 24, 20) and ref.shape == (1, 1, 48, 40)
+
+
+def test_image_conversions(tmp_path):
+    a = (np.arange(12 * 10 * 3) % 256).astype(np.uint8).reshape(12, 10, 3)
+    Image.fromarray(a).convert("RGBA").save(tmp_path / "rgba.png")
+    Image.fromarray(a).convert("P").save(tmp_path / "pal.png")
+    Image.fromarray(a).convert("L").save(tmp_path / "gray.png")
+    Image.fromarray((np.arange(120).reshape(12, 10) * 500).astype(np.uint16)).save(tmp_path / "g16.png")
+    Image.fromarray(a).convert("CMYK").save(tmp_path / "cmyk.jpg")
+    assert load_image(tmp_path / "rgba.png").shape == (3, 12, 10)
+    assert torch.equal(load_image(tmp_path / "rgba.png"), torch.from_numpy(a).permute(2, 0, 1))
+    assert load_image(tmp_path / "pal.png").shape == (3, 12, 10)
+    assert load_image(tmp_path / "gray.png").shape == (1, 12, 10)
+    g16 = load_image(tmp_path / "g16.png")
+    assert g16.dtype == torch.uint8 and g16.shape == (1, 12, 10)
+    assert g16[0, 0, 1].item() == round(500 / 257)
+    assert load_image(tmp_path / "cmyk.jpg").shape == (3, 12, 10)
+
+
+def test_unreadable_file_is_one_line_naming_it(tmp_path):
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\nnot really a png")
+    with pytest.raises(ImageError) as e:
+        load_image(bad)
+    msg = str(e.value)
+    assert "broken.png" in msg and "\n" not in msg
+
+
+def test_skimage_source_and_missing_sets(tmp_path, monkeypatch):
+    assert load_item("skimage:astronaut").shape == (3, 512, 512)
+    with pytest.raises(DataNotFoundError, match="no bundled image named 'nope'"):
+        load_item("skimage:nope")
+    monkeypatch.setenv("SREXP_DATA", str(tmp_path))
+    with pytest.raises(DataNotFoundError) as e:
+        find_set("Urban100")
+    msg = str(e.value)
+    assert "Urban100" in msg and str(tmp_path) in msg and "\n" not in msg
+    with pytest.raises(DataNotFoundError, match="unknown set 'Set6'"):
+        find_set("Set6")
+    monkeypatch.delenv("SREXP_DATA")
+    with pytest.raises(DataNotFoundError, match="needs a data root"):
+        find_set("Set5")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataNotFoundError, match="has no images"):
+        resolve(str(tmp_path / "empty"))
+
+
+def test_named_sets_found_under_root(shared_data):
+    assert len(find_set("Set5", shared_data)) == 5
+    assert len(find_set("Set14", shared_data)) == 14
+    assert len(find_set("291", shared_data)) == 291
