@@ -12,16 +12,19 @@ from omegaconf import DictConfig, OmegaConf
 
 from srexp.data.images import save_image
 from srexp.ops.resize import imresize
+from srexp.tasks.sr import to_float
 
 
 class ConfigInCheckpoint(L.Callback):
     """Stores the resolved run config in the checkpoint, so ``srexp-eval ckpt=…`` rebuilds net and protocol."""
 
-    def __init__(self, config: DictConfig | dict):
+    def __init__(self, config: DictConfig | dict, choices: dict | None = None):
         self.config = OmegaConf.to_container(config, resolve=True) if isinstance(config, DictConfig) else config
+        self.choices = {k: v for k, v in (choices or {}).items() if isinstance(v, str)}  # e.g. {"arch": "vdsr"}
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
         checkpoint["srexp_config"] = self.config
+        checkpoint["srexp_choices"] = self.choices
 
 
 def crop_grid(lr: torch.Tensor, sr: torch.Tensor, hr: torch.Tensor, scale: int, crop: int = 96) -> torch.Tensor:
@@ -50,12 +53,13 @@ class ImageGrid(L.Callback):
         scale = pl_module.scale
         with torch.no_grad():
             for p in trainer.datamodule.val_pairs[: self.n_images]:
-                lr = p.lr.float() / 255 if p.lr.dtype == torch.uint8 else p.lr.float()
+                lr = to_float(p.lr)
                 sr = pl_module(lr[None].to(pl_module.device))[0]
-                hr = (p.ref_y / 255).float() if lr.shape[0] == 1 else (p.hr.float() / 255 if p.hr.dtype == torch.uint8 else p.hr)
+                hr = (p.ref_y / 255).float() if lr.shape[0] == 1 else to_float(p.hr)
                 rows.append(crop_grid(lr, sr, hr, scale, self.crop))
         width = max(r.shape[-1] for r in rows)
-        rows = [F.pad(r, (0, width - r.shape[-1])) for r in rows]
+        height = max(r.shape[-2] for r in rows)
+        rows = [F.pad(r, (0, width - r.shape[-1], 0, height - r.shape[-2])) for r in rows]
         grid = torch.cat(rows, dim=-2)
         out = Path(trainer.default_root_dir) / self.filename
         save_image(grid, out)

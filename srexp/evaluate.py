@@ -24,6 +24,7 @@ from srexp.nets import build_net
 from srexp.metrics import get_protocol, images_hash, psnr_ssim
 from srexp.published import PAPER_PROTOCOL, published
 from srexp.runtime import one_line_errors
+from srexp.tasks.sr import to_float
 
 log = logging.getLogger("srexp.eval")
 
@@ -43,7 +44,7 @@ def load_checkpoint(path: str | Path) -> tuple[dict, dict, dict]:
     return ckpt["srexp_config"], ckpt.get("srexp_choices", {}), state
 
 
-def build_net(net_cfg: DictConfig | dict, state: dict | None = None) -> nn.Module:
+def load_net(net_cfg: DictConfig | dict, state: dict | None = None) -> nn.Module:
     net = build_net(net_cfg)
     if state is not None:
         net.load_state_dict(state)
@@ -57,7 +58,7 @@ def evaluate_set(net: nn.Module, set_name: str, scale: int, protocol: str, chann
     pairs = load_pairs([set_name], root, scale, channels, protocol)
     psnrs, ssims = [], []
     for p in pairs:
-        sr = net(p.lr[None].to(device))
+        sr = net(to_float(p.lr[None].to(device)))
         sr = sr[-1] if isinstance(sr, (list, tuple)) else sr
         ps, ss = psnr_ssim(proto.sr_to_y(sr).cpu(), p.ref_y[None], scale)
         psnrs.append(ps.item())
@@ -100,7 +101,7 @@ def run(cfg: DictConfig) -> list[dict]:
         scales = list(cfg.eval.scales or [tcfg["scale"]])
         if scales != [tcfg["scale"]]:
             raise ConfigError(f"eval.scales={scales}: the checkpoint was trained for ×{tcfg['scale']} only")
-        nets = {tcfg["scale"]: (build_net(tcfg["net"], state), int(tcfg["net"].get("in_channels", tcfg["channels"])))}
+        nets = {tcfg["scale"]: (load_net(tcfg["net"], state), int(tcfg["net"].get("in_channels", tcfg["channels"])))}
     else:
         method = choices.get("arch")
         protocol = cfg.eval.protocol or cfg.protocol
@@ -108,7 +109,7 @@ def run(cfg: DictConfig) -> list[dict]:
         nets = {}
         for s in scales:
             scfg = OmegaConf.merge(cfg, {"scale": s})
-            net = build_net(scfg.net)
+            net = load_net(scfg.net)
             if sum(p.numel() for p in net.parameters()):
                 raise ConfigError(f"arch={method} has learned parameters: pass ckpt=PATH to evaluate a trained net")
             # zero-parameter baselines run at the protocol's native channels, exactly as the papers did

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import hydra
 import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
@@ -25,9 +26,22 @@ from srexp.runtime import build_loggers, one_line_errors, save_resolved_config
 log = logging.getLogger("srexp.train")
 
 
+def build_callbacks(cfg: DictConfig, run_dir: str) -> list[L.Callback]:
+    callbacks = []
+    for c in (cfg.get("callbacks") or {}).values():
+        if c is None:
+            continue
+        cb = instantiate(c)
+        if isinstance(cb, ModelCheckpoint) and cb.dirpath is None:
+            cb.dirpath = str(Path(run_dir) / "checkpoints")  # in the run folder, not under a logger's folder
+        callbacks.append(cb)
+    return callbacks
+
+
 def build_trainer(cfg: DictConfig, run_dir: str, extra_callbacks: list = ()) -> L.Trainer:
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
-    callbacks += [ConfigInCheckpoint(cfg), *extra_callbacks]
+    callbacks = build_callbacks(cfg, run_dir)
+    choices = dict(HydraConfig.get().runtime.choices) if HydraConfig.initialized() else {}
+    callbacks += [ConfigInCheckpoint(cfg, choices), *extra_callbacks]
     return instantiate(cfg.trainer, default_root_dir=run_dir, logger=build_loggers(cfg, run_dir), callbacks=callbacks)
 
 
@@ -39,9 +53,10 @@ def train_samples(cfg: DictConfig) -> int:
     return steps * cfg.data.batch_size * world if steps > 0 else 10_000_000
 
 
-def run(cfg: DictConfig) -> dict:
+def run(cfg: DictConfig, run_dir: str | None = None) -> dict:
     L.seed_everything(cfg.seed, workers=True)
-    run_dir = HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else cfg.get("run_dir", "outputs/run")
+    if run_dir is None:
+        run_dir = HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else "outputs/run"
     save_resolved_config(cfg, run_dir)
     net = build_net(cfg.net)
     with open_dict(cfg):

@@ -150,9 +150,14 @@ class SRDataModule(L.LightningDataModule):
         root: str | None = None,
         seed: int = 0,
         pin_memory: bool = True,
+        train_dir: str | None = None,
+        val_dir: str | None = None,
     ):
+        """``train``/``val``: source specs (named sets, folders, ``skimage:NAME``); ``train_dir``/``val_dir``: one
+        more folder each (the ``data=folder`` shortcut)."""
         super().__init__()
-        self.train_specs, self.val_specs = list(train or []), list(val or [])
+        self.train_specs = [*(train or []), *([train_dir] if train_dir else [])]
+        self.val_specs = [*(val or []), *([val_dir] if val_dir else [])]
         self.scale, self.channels, self.protocol = scale, channels, protocol
         self.patch_size, self.batch_size, self.num_workers = patch_size, batch_size, num_workers
         self.samples, self.augment, self.root, self.seed, self.pin_memory = samples, augment, root, seed, pin_memory

@@ -1,4 +1,5 @@
-"""SRTask: the thin LightningModule for pixel-loss SR training (automatic optimisation)."""
+"""SRTask: the thin LightningModule for pixel-loss SR training (automatic optimisation), and SRValidation, the
+whole-image protocol validation that every SR task shares."""
 from __future__ import annotations
 
 from typing import Callable
@@ -15,29 +16,12 @@ def to_float(x: Tensor) -> Tensor:
     return x.float().div_(255) if x.dtype == torch.uint8 else x.float()
 
 
-class SRTask(L.LightningModule):
-    """Trains ``net`` with ``loss``; validates on whole images under the metric ``protocol``.
+class SRValidation:
+    """Whole-image validation and test under the metric ``protocol``, with bicubic alongside: one protocol for
+    every task (SRTask, GANTask), so their numbers compare. A mixin for a LightningModule that has ``net``;
+    call :meth:`init_validation` in ``__init__``."""
 
-    A progressive net returns one output per ×2 level; the loss is summed over levels against the HR resized
-    (MATLAB bicubic) to each level's size, as LapSRN does.
-    """
-
-    def __init__(
-        self,
-        net: nn.Module,
-        loss: nn.Module,
-        optimizer: Callable[..., torch.optim.Optimizer],
-        scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
-        scheduler_interval: str = "step",
-        scale: int = 2,
-        protocol: str = "rgb_uint8",
-    ):
-        super().__init__()
-        # Only plain values go to hparams: checkpoints stay loadable with torch.load(weights_only=True). The
-        # resolved config (net, optimiser, …) travels as a plain dict (srexp.callbacks.ConfigInCheckpoint).
-        self.save_hyperparameters(ignore=["net", "loss", "optimizer", "scheduler"])
-        self.net, self.loss = net, loss
-        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+    def init_validation(self, scale: int, protocol: str) -> None:
         self.protocol = get_protocol(protocol)
         self.scale = scale
         self.val_metrics = SRMetrics(border=scale)
@@ -51,16 +35,6 @@ class SRTask(L.LightningModule):
     def on_after_batch_transfer(self, batch, dataloader_idx: int = 0):
         lr, target, *rest = batch
         return (to_float(lr), to_float(target) if target.dtype == torch.uint8 else target, *rest)
-
-    def training_step(self, batch, batch_idx: int) -> Tensor:
-        lr, hr = batch
-        out = self.net(lr)
-        if isinstance(out, (list, tuple)):
-            loss = sum(self.loss(o, hr if o.shape == hr.shape else imresize(hr, size=o.shape[-2:])) for o in out)
-        else:
-            loss = self.loss(out, hr)
-        self.log("train/loss", loss, prog_bar=True)
-        return loss
 
     def on_validation_epoch_start(self) -> None:
         self.val_rows = []
@@ -88,6 +62,42 @@ class SRTask(L.LightningModule):
     test_step = validation_step
     on_test_epoch_start = on_validation_epoch_start
     on_test_epoch_end = on_validation_epoch_end
+
+
+class SRTask(SRValidation, L.LightningModule):
+    """Trains ``net`` with ``loss``; validates on whole images under the metric ``protocol``.
+
+    A progressive net returns one output per ×2 level; the loss is summed over levels against the HR resized
+    (MATLAB bicubic) to each level's size, as LapSRN does.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        loss: nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
+        scheduler_interval: str = "step",
+        scale: int = 2,
+        protocol: str = "rgb_uint8",
+    ):
+        super().__init__()
+        # Only plain values go to hparams: checkpoints stay loadable with torch.load(weights_only=True). The
+        # resolved config (net, optimiser, …) travels as a plain dict (srexp.callbacks.ConfigInCheckpoint).
+        self.save_hyperparameters(ignore=["net", "loss", "optimizer", "scheduler"])
+        self.net, self.loss = net, loss
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.init_validation(scale, protocol)
+
+    def training_step(self, batch, batch_idx: int) -> Tensor:
+        lr, hr = batch
+        out = self.net(lr)
+        if isinstance(out, (list, tuple)):
+            loss = sum(self.loss(o, hr if o.shape == hr.shape else imresize(hr, size=o.shape[-2:])) for o in out)
+        else:
+            loss = self.loss(out, hr)
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
 
     def configure_optimizers(self):
         opt = self.optimizer_factory(params=[p for p in self.parameters() if p.requires_grad])

@@ -1,0 +1,118 @@
+"""VGG19 features for perceptual losses, built here (no torchvision) and loaded from torchvision's state dict.
+
+The layer list is VGG19's ``features``: five blocks of 3×3 convs (2, 2, 4, 4, 4 of them; 64 → 512 channels), each
+conv followed by a ReLU, each block by a 2×2 max-pool — 37 layers, numbered as torchvision numbers them, so the keys
+``features.0.weight`` … ``features.34.bias`` of ``vgg19-dcbb9e9d.pth`` load as they are. Layers are named
+``conv{block}_{k}`` / ``relu{block}_{k}`` / ``pool{block}``: SRGAN's VGG5,4 is ``relu5_4`` ("the feature map
+obtained by the 4th convolution (after activation) before the 5th max-pooling layer"); ESRGAN takes ``conv5_4``,
+before the activation, which keeps more signal.
+
+Weights, in this order: an explicit ``weights=PATH``; the torch hub cache
+(``$TORCH_HOME/hub/checkpoints/vgg19-dcbb9e9d.pth``); a download into that cache. Offline with neither file, the
+error says which file to put where.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+from srexp.errors import ConfigError, SrexpError
+
+VGG19_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"  # torchvision's IMAGENET1K_V1 weights
+VGG19_FILE = VGG19_URL.rsplit("/", 1)[1]
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+_BLOCKS = ((2, 64), (2, 128), (4, 256), (4, 512), (4, 512))  # (convs, channels) per block
+
+
+def vgg19_layers() -> list[tuple[str, nn.Module]]:
+    """VGG19's ``features`` as (name, module), in torchvision's order."""
+    layers: list[tuple[str, nn.Module]] = []
+    c_in = 3
+    for b, (n, c) in enumerate(_BLOCKS, start=1):
+        for k in range(1, n + 1):
+            layers += [(f"conv{b}_{k}", nn.Conv2d(c_in, c, 3, padding=1)), (f"relu{b}_{k}", nn.ReLU())]
+            c_in = c
+        layers.append((f"pool{b}", nn.MaxPool2d(2, 2)))
+    return layers
+
+
+LAYER_NAMES = [name for name, _ in vgg19_layers()]
+
+
+def hub_cache_path() -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints" / VGG19_FILE
+
+
+def _load_file(path: Path) -> dict[str, Tensor]:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling problem is a bad weights file for the user
+        raise SrexpError(f"VGG19 weights {path}: not loadable ({str(e).splitlines()[0][:200]})") from None
+
+
+def vgg19_state_dict(weights: str | Path | None = None) -> dict[str, Tensor]:
+    """torchvision's VGG19 state dict: from ``weights``, else the hub cache, else downloaded into the cache."""
+    if weights:
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise SrexpError(f"VGG19 weights {path}: no such file (give torchvision's {VGG19_FILE} to the perceptual "
+                             f"loss's weights=, e.g. task.loss.perceptual.weights=PATH)")
+        return _load_file(path)
+    cached = hub_cache_path()
+    if cached.is_file():
+        return _load_file(cached)
+    try:
+        return torch.hub.load_state_dict_from_url(VGG19_URL, map_location="cpu", check_hash=True, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - offline (URLError), proxy, hash mismatch: the same advice
+        reason = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        raise SrexpError(f"VGG19 weights not found and the download failed ({reason}): put torchvision's "
+                         f"{VGG19_FILE} ({VGG19_URL}) at {cached}, or set task.loss.perceptual.weights=PATH") from None
+
+
+class VGGFeatures(nn.Module):
+    """VGG19 ``features`` up to and including ``layer``, frozen and always in eval mode.
+
+    Takes RGB in [0, 1] (one channel is repeated to three) and normalises with the ImageNet mean/std the weights
+    were trained with. ``pretrained=False`` keeps PyTorch's random init (for tests; such features mean nothing).
+    """
+
+    def __init__(self, layer: str = "relu5_4", pretrained: bool = True, weights: str | None = None,
+                 normalize: bool = True) -> None:
+        super().__init__()
+        if layer not in LAYER_NAMES:
+            raise ConfigError(f"VGG19 layer={layer!r} is unknown (valid: {', '.join(LAYER_NAMES)})")
+        self.layer = layer
+        self.features = nn.Sequential(*[m for _, m in vgg19_layers()[: LAYER_NAMES.index(layer) + 1]])
+        self.normalize = normalize
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        if pretrained:
+            self.load_torchvision(vgg19_state_dict(weights), source=str(weights or hub_cache_path()))
+        self.requires_grad_(False)
+        self.eval()
+
+    def load_torchvision(self, state: dict[str, Tensor], source: str = "state dict") -> None:
+        """Loads the ``features.N.*`` entries this truncated net has; the rest (deeper layers, classifier) is unused."""
+        mine = self.features.state_dict()
+        for key, value in mine.items():
+            theirs = state.get(f"features.{key}")
+            if theirs is None:
+                raise SrexpError(f"VGG19 weights {source}: no features.{key} (not torchvision's VGG19 state dict?)")
+            if theirs.shape != value.shape:
+                raise SrexpError(f"VGG19 weights {source}: features.{key} has shape {tuple(theirs.shape)}, "
+                                 f"VGG19 needs {tuple(value.shape)} (not torchvision's VGG19 state dict?)")
+        self.features.load_state_dict({k: state[f"features.{k}"] for k in mine})
+
+    def train(self, mode: bool = True) -> "VGGFeatures":
+        return super().train(False)  # a fixed feature extractor: no dropout/BN here, but never let it drift
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        if self.normalize:
+            x = (x - self.mean) / self.std
+        return self.features(x)

@@ -1,0 +1,114 @@
+"""End-to-end: the composed train config runs (fast_dev_run for every preset), a short run writes its folder,
+checkpoints evaluate, and bad inputs are one-line errors."""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import TINY, compose_cfg, run_cli, write_images
+from srexp import CONF_DIR
+from srexp.train import run
+
+PRESETS = sorted(p.stem for p in (CONF_DIR / "arch").glob("*.yaml"))
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("imgs")
+    write_images(root / "train", n=3, size=(64, 56))
+    write_images(root / "val", n=2, size=(48, 40), seed=1)
+    return root
+
+
+def folder_overrides(folders):
+    return ["data=folder", f"data.train_dir={folders / 'train'}", f"data.val_dir={folders / 'val'}"]
+
+
+@pytest.mark.parametrize("arch", PRESETS)
+def test_fast_dev_run_every_preset(arch, folders, tmp_path):
+    scale = 4 if arch in ("lapsrn", "dbpn", "dbpn_small") else 2
+    over = [o for o in TINY if not o.startswith("net.num_feat")]
+    cfg = compose_cfg("train", [*over, *folder_overrides(folders), f"arch={arch}", f"scale={scale}", "debug=fdr"])
+    run(cfg, run_dir=str(tmp_path))
+
+
+def test_free_composition_from_groups(folders, tmp_path):
+    cfg = compose_cfg("train", [*TINY, *folder_overrides(folders), "net/strategy=progressive",
+                                "net/upsample=pixel_shuffle", "net/body=resblocks", "scale=4", "debug=fdr"])
+    assert cfg.net._target_.endswith("ProgressiveUpsample")
+    run(cfg, run_dir=str(tmp_path))
+
+
+def test_short_run_writes_run_folder_and_evaluates(folders, tmp_path):
+    out = tmp_path / "run"
+    r = run_cli("srexp.train", *TINY, *folder_overrides(folders), "logger=wandb", f"hydra.run.dir={out}")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "model PSNR" in r.stdout and "bicubic PSNR" in r.stdout
+    assert (out / "config.yaml").is_file() and (out / "grid.png").is_file()
+    ckpts = sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert "last.ckpt" in ckpts and any(n.startswith("best") for n in ckpts)
+    csv = (out / "csv" / "metrics.csv").read_text()
+    assert "val/psnr" in csv and "train/loss" in csv
+    assert list((out / "wandb").glob("offline-run-*"))
+    summary = json.loads((out / "val_metrics.json").read_text())
+    assert summary["n_images"] == 2 and summary["stamp"]["protocol"] == "rgb_uint8"
+
+    ckpt = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["srexp_config"]["scale"] == 2
+    ev = tmp_path / "eval"
+    r = run_cli("srexp.evaluate", f"ckpt={out / 'checkpoints' / 'last.ckpt'}", f"eval.sets=[{folders / 'val'}]",
+                f"hydra.run.dir={ev}", f"eval.json={tmp_path / 'm.json'}")
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = json.loads((tmp_path / "m.json").read_text())
+    assert rows == json.loads((ev / "metrics.json").read_text())
+    assert rows[0]["scale"] == 2 and rows[0]["n_images"] == 2 and rows[0]["protocol"]["name"] == "rgb_uint8"
+    assert rows[0]["protocol"]["shave"] == 2 and len(rows[0]["protocol"]["images_sha1"]) == 12
+
+
+def test_eval_reproduces_published_bicubic(shared_data, tmp_path):
+    r = run_cli("srexp.evaluate", "arch=bicubic", "eval.sets=[Set5,Set14]", "eval.scales=[2,3,4]",
+                "eval.protocol=y_float", f"eval.root={shared_data}", f"hydra.run.dir={tmp_path}")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "| Set5 | ×2 | 33.662" in r.stdout  # the Markdown table
+    rows = json.loads((tmp_path / "metrics.json").read_text())
+    assert len(rows) == 6
+    for row in rows:
+        assert abs(row["psnr"] - row["paper_psnr"]) <= 0.01, row
+        assert abs(row["ssim"] - row["paper_ssim"]) <= 0.001, row
+        assert row["protocol"]["name"] == "y_float"
+
+
+def test_missing_folder_is_one_line_error(tmp_path):
+    r = run_cli("srexp.train", *TINY, "data=folder", f"data.train_dir={tmp_path / 'nope'}",
+                f"data.val_dir={tmp_path / 'nope'}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert r.returncode == 2
+    lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
+    assert lines[-1] == f"srexp-train: error: image folder {tmp_path / 'nope'} does not exist"
+    assert "Traceback" not in r.stderr
+
+
+def test_unreadable_image_is_skipped_with_count_and_all_bad_is_error(tmp_path, folders):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "broken.png").write_bytes(b"garbage")
+    r = run_cli("srexp.train", *TINY, "data=folder", f"data.train_dir={bad}", f"data.val_dir={folders / 'val'}",
+                f"hydra.run.dir={tmp_path / 'run'}")
+    assert r.returncode == 2
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("srexp-train: error: no usable images") and "broken.png" in last
+
+    mixed = tmp_path / "mixed"
+    write_images(mixed, n=2, size=(64, 56))
+    (mixed / "broken.png").write_bytes(b"garbage")
+    r = run_cli("srexp.train", *TINY, "debug=fdr", "data=folder", f"data.train_dir={mixed}",
+                f"data.val_dir={folders / 'val'}", f"hydra.run.dir={tmp_path / 'run2'}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "skipped 1 of 3 images" in r.stdout + r.stderr and "broken.png" in r.stdout + r.stderr
+
+
+def test_progressive_x3_is_one_line_config_error(tmp_path):
+    r = run_cli("srexp.train", *TINY, "net/strategy=progressive", "scale=3", f"hydra.run.dir={tmp_path}")
+    assert r.returncode == 2
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("srexp-train: error: net.strategy=progressive") and "3" in last
