@@ -1,6 +1,7 @@
 """Callbacks: the config travels inside every checkpoint, and a PNG grid of crops (LR | bicubic | SR | HR)."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import lightning as L
@@ -19,7 +20,9 @@ class ConfigInCheckpoint(L.Callback):
     """Stores the resolved run config in the checkpoint, so ``srexp-eval ckpt=…`` rebuilds net and protocol."""
 
     def __init__(self, config: DictConfig | dict, choices: dict | None = None):
-        self.config = OmegaConf.to_container(config, resolve=True) if isinstance(config, DictConfig) else config
+        from srexp.runtime import redact  # no secrets in checkpoints
+
+        self.config = redact(OmegaConf.to_container(config, resolve=True) if isinstance(config, DictConfig) else config)
         self.choices = {k: v for k, v in (choices or {}).items() if isinstance(v, str)}  # e.g. {"arch": "vdsr"}
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
@@ -66,3 +69,67 @@ class ImageGrid(L.Callback):
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
                 logger.log_image("val/grid", [str(out)], step=trainer.global_step, caption=["LR | bicubic | SR | HR"])
+
+
+class Throughput(L.Callback):
+    """Training patches per second, all ranks together, logged as ``train/patches_per_s`` every
+    ``log_every_n_steps`` batches, and the net's size (``model/params``, ``model/macs_per_lr_px``) at the start: the
+    speed and size columns of a sweep's leaderboard. Validation time and the first ``warmup`` batches (loader start,
+    cuDNN autotuning) are left out; the GPU is synchronised only where a window closes."""
+
+    def __init__(self, warmup: int = 1):
+        self.warmup = warmup
+        self.patches, self.seconds = 0, 0.0  # over the whole fit, for :attr:`patches_per_s`
+        self._batches, self._window_patches, self._t0 = 0, 0, None
+
+    @property
+    def patches_per_s(self) -> float | None:
+        return self.patches / self.seconds if self.seconds > 0 else None
+
+    @staticmethod
+    def _now(trainer: L.Trainer) -> float:
+        if trainer.strategy.root_device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    def _close(self, trainer: L.Trainer) -> float | None:
+        if self._t0 is None:
+            return None
+        dt = self._now(trainer) - self._t0
+        rate = self._window_patches / dt if dt > 0 and self._window_patches else None
+        self.patches += self._window_patches
+        self.seconds += dt if self._window_patches else 0.0
+        self._t0, self._window_patches = None, 0
+        return rate
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        from srexp.budget import count_params, macs_per_lr_pixel
+
+        net = getattr(pl_module, "net", pl_module)
+        stats = {"model/params": count_params(net), "model/macs_per_lr_px": macs_per_lr_pixel(net)}
+        for logger in trainer.loggers:
+            logger.log_metrics(stats, step=trainer.global_step)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
+        self._batches += 1
+        if self._batches <= self.warmup or self._t0 is None:
+            self._t0 = self._now(trainer) if self._batches >= self.warmup else None
+            return
+        self._window_patches += batch[0].shape[0] * trainer.world_size
+        if self._batches % max(trainer.log_every_n_steps, 1) == 0:
+            rate = self._close(trainer)
+            self._t0 = self._now(trainer)
+            if rate is not None:
+                for logger in trainer.loggers:
+                    logger.log_metrics({"train/patches_per_s": rate}, step=trainer.global_step)
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.state.fn == "fit":
+            self._close(trainer)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.state.fn == "fit" and self._batches >= self.warmup:
+            self._t0 = self._now(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._close(trainer)

@@ -22,6 +22,7 @@ from typing import Iterable
 import torch
 from torch import Tensor
 from torchmetrics import Metric
+from torchmetrics.utilities import dim_zero_cat
 import torch.nn.functional as F
 
 from srexp.ops.color import rgb_to_y
@@ -124,26 +125,41 @@ def ssim(x: Tensor, y: Tensor, data_range: float = 255.0, k1: float = 0.01, k2: 
 
 
 class SRMetrics(Metric):
-    """Mean per-image PSNR/SSIM (Y, shaved) accumulated over a set; sums are reduced across DDP ranks."""
+    """Mean per-image PSNR/SSIM (Y, shaved) over a set. Per-image values travel with their image ``index`` and are
+    gathered across DDP ranks; an index seen twice counts once, because DistributedSampler pads a set that the world
+    size does not divide by repeating images. ``compute()`` also returns the per-image values (sorted by index), so
+    a per-image table and the logged mean come from the same numbers on every rank."""
 
     full_state_update = False
 
     def __init__(self, border: int, **kwargs):
         super().__init__(**kwargs)
         self.border = border
-        self.add_state("psnr_sum", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("ssim_sum", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("n", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+        for name in ("index", "psnr", "ssim"):
+            self.add_state(name, [], dist_reduce_fx="cat")
 
-    def update(self, sr_y: Tensor, hr_y: Tensor) -> None:
+    def update(self, sr_y: Tensor, hr_y: Tensor, index: Tensor | None = None) -> None:
+        """``index``: the images' positions in the set; none = every image counts (no de-duplication)."""
         psnr, ssim = psnr_ssim(sr_y, hr_y, self.border)
-        self.psnr_sum += psnr.sum()
-        self.ssim_sum += ssim.sum()
-        self.n += psnr.numel()
+        self.index.append(torch.full_like(psnr, -1, dtype=torch.long) if index is None
+                          else torch.as_tensor(index, device=psnr.device).long().reshape(-1))
+        self.psnr.append(psnr)
+        self.ssim.append(ssim)
 
     def compute(self) -> dict[str, Tensor]:
-        n = self.n.clamp(min=1)
-        return {"psnr": self.psnr_sum / n, "ssim": self.ssim_sum / n}
+        if isinstance(self.psnr, list) and not self.psnr:  # after a DDP sync a list state is one tensor
+            zero = torch.tensor(0.0, dtype=torch.float64)
+            return {"psnr": zero, "ssim": zero, "index": torch.zeros(0, dtype=torch.long),
+                    "psnr_per_image": zero[None][:0], "ssim_per_image": zero[None][:0]}
+        index, psnr, ssim = (dim_zero_cat(x) for x in (self.index, self.psnr, self.ssim))
+        order = torch.argsort(index, stable=True)
+        index = index[order]
+        keep = torch.ones_like(index, dtype=torch.bool)
+        keep[1:] = (index[1:] != index[:-1]) | (index[1:] < 0)
+        sel = order[keep]
+        psnr, ssim = psnr[sel], ssim[sel]
+        return {"psnr": psnr.mean(), "ssim": ssim.mean(), "index": index[keep], "psnr_per_image": psnr,
+                "ssim_per_image": ssim}
 
 
 def images_hash(images: Iterable[Tensor]) -> str:

@@ -53,3 +53,29 @@ def published(method: str | None, set_name: str, scale: int) -> tuple[float, flo
         return None
     key = method.lower().removesuffix("_955")
     return PUBLISHED.get(key, {}).get(set_name, {}).get(scale)
+
+
+Cell = tuple[float, float | None]  # (PSNR, SSIM or None)
+
+
+def from_recipe(paper, set_name: str, scale: int) -> Cell | None:
+    """A recipe's ``paper:`` block (``conf/experiment/``: ``{protocol, x3: {Set5: [psnr, ssim], …}}``) → the
+    (PSNR, SSIM or None) it states for one set and scale, or None."""
+    if not paper:
+        return None
+    cell = (paper.get(f"x{scale}") or {}).get(set_name)
+    if cell is None:
+        return None
+    psnr, ssim = (list(cell) + [None])[:2]
+    return float(psnr), (float(ssim) if ssim is not None else None)
+
+
+def reference(paper, method: str | None, set_name: str, scale: int) -> tuple[Cell | None, str | None]:
+    """(published (PSNR, SSIM), the protocol it was measured under) for a row of a results table: the recipe's
+    ``paper:`` block first, then the arch preset's row in :data:`PUBLISHED`."""
+    if paper:
+        pub = from_recipe(paper, set_name, scale)
+        if pub is not None:
+            return pub, paper.get("protocol")
+    key = method.lower().removesuffix("_955") if method else None
+    return published(method, set_name, scale), PAPER_PROTOCOL.get(key) if key else None

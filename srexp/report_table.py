@@ -5,8 +5,9 @@ from rich.console import Console
 from rich.table import Table
 
 
-def print_val_table(rows: list[dict], pairs, title: str) -> dict:
-    """Per-image and mean PSNR/SSIM of the model and of bicubic; returns the means."""
+def print_val_table(rows: list[dict], pairs, title: str, quiet: bool = False) -> dict:
+    """Per-image and mean PSNR/SSIM of the model and of bicubic; returns the means. ``quiet``: no printing (a DDP
+    rank other than 0)."""
     table = Table(title=title)
     for col in ("image", "bicubic PSNR", "bicubic SSIM", "model PSNR", "model SSIM", "gain dB"):
         table.add_column(col, justify="left" if col == "image" else "right")
@@ -19,7 +20,7 @@ def print_val_table(rows: list[dict], pairs, title: str) -> dict:
     table.add_section()
     table.add_row("mean", f"{mean['bicubic_psnr']:.3f}", f"{mean['bicubic_ssim']:.4f}", f"{mean['psnr']:.3f}",
                   f"{mean['ssim']:.4f}", f"{mean['psnr'] - mean['bicubic_psnr']:+.3f}", style="bold")
-    Console().print(table)
+    Console(quiet=quiet).print(table)
     mean["gain_db"] = mean["psnr"] - mean["bicubic_psnr"]
     mean["n_images"] = len(rows)
     return mean

@@ -7,23 +7,37 @@ from __future__ import annotations
 
 import json
 import logging
+import time
+import warnings
 from pathlib import Path
 
 import hydra
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities import rank_zero_only
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from srexp import CONF_DIR
-from srexp.callbacks import ConfigInCheckpoint
+from srexp.budget import macs_per_lr_pixel
+from srexp.callbacks import ConfigInCheckpoint, Throughput
+from srexp.cli import command
+from srexp.distributed import check_ddp_launch, end_ddp_job, pin_ddp_child, share_job_with_ddp_children
 from srexp.nets import build_net
+from srexp.evaluate import benchmark_run
 from srexp.report_table import print_val_table
+from srexp.resume import AtomicCheckpointIO, RNGState, resume_checkpoint, resume_requested
 from srexp.runtime import build_loggers, one_line_errors, save_resolved_config
 
 log = logging.getLogger("srexp.train")
+# Lightning chatter that says nothing about this run
+warnings.filterwarnings("ignore", message=".*on_after_batch_transfer.*")
+warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+warnings.filterwarnings("ignore", message=".*litlogger.*")
+warnings.filterwarnings("ignore", message=".*sync_dist=True.*")  # val metrics are gathered by SRMetrics itself
+warnings.filterwarnings("ignore", message=".*evaluated exactly once.*")  # SRMetrics counts a repeated image once
 
 
 def build_callbacks(cfg: DictConfig, run_dir: str) -> list[L.Callback]:
@@ -41,55 +55,93 @@ def build_callbacks(cfg: DictConfig, run_dir: str) -> list[L.Callback]:
 def build_trainer(cfg: DictConfig, run_dir: str, extra_callbacks: list = ()) -> L.Trainer:
     callbacks = build_callbacks(cfg, run_dir)
     choices = dict(HydraConfig.get().runtime.choices) if HydraConfig.initialized() else {}
-    callbacks += [ConfigInCheckpoint(cfg, choices), *extra_callbacks]
-    return instantiate(cfg.trainer, default_root_dir=run_dir, logger=build_loggers(cfg, run_dir), callbacks=callbacks)
+    callbacks += [ConfigInCheckpoint(cfg, choices), RNGState(), *extra_callbacks]
+    return instantiate(cfg.trainer, default_root_dir=run_dir, logger=build_loggers(cfg, run_dir), callbacks=callbacks,
+                       plugins=[AtomicCheckpointIO()])  # a kill during a save never leaves a broken last.ckpt
 
 
-def train_samples(cfg: DictConfig) -> int:
-    """One long epoch: as many patches as the run will draw (every sample index is unique, so resumable)."""
+def train_samples(cfg: DictConfig, world_size: int = 1) -> int:
+    """One long epoch: as many patches as the run will draw (every sample index is unique, so resumable).
+    ``world_size``: processes, as the trainer resolved them (``devices=auto``/``-1``, SLURM tasks × nodes)."""
     steps = cfg.trainer.get("max_steps", -1) or -1
-    devices = cfg.trainer.get("devices", 1)
-    world = devices if isinstance(devices, int) and devices > 0 else 1
-    return steps * cfg.data.batch_size * world if steps > 0 else 10_000_000
+    return steps * cfg.data.batch_size * world_size if steps > 0 else 10_000_000
 
 
-def run(cfg: DictConfig, run_dir: str | None = None) -> dict:
+def run(cfg: DictConfig, run_dir: str | None = None, callbacks: list = ()) -> dict:
+    """Train, validate the best checkpoint, and (``test_sets``) print the paper-vs-ours table. ``callbacks``: extra
+    Lightning callbacks (bench/reproduce.py's timed evaluation)."""
     L.seed_everything(cfg.seed, workers=True)
     if run_dir is None:
         run_dir = HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else "outputs/run"
-    save_resolved_config(cfg, run_dir)
+    # resume=true / ckpt_path=last: continue this run folder from its last.ckpt (srexp.resume); a path: start from it
+    ckpt_path = str(resume_checkpoint(run_dir)) if resume_requested(cfg) else cfg.get("ckpt_path")
+    if rank_zero_only.rank == 0:  # a DDP child shares rank 0's folder (srexp.distributed)
+        save_resolved_config(cfg, run_dir)
     net = build_net(cfg.net)
+    trainer = build_trainer(cfg, run_dir, callbacks)
+    check_ddp_launch(trainer)
     with open_dict(cfg):
         if cfg.data.get("samples") is None:
-            cfg.data.samples = train_samples(cfg)
+            cfg.data.samples = train_samples(cfg, trainer.world_size)
     dm = instantiate(cfg.data)
     task = instantiate(cfg.task, net=net)
-    trainer = build_trainer(cfg, run_dir)
     n_params = sum(p.numel() for p in net.parameters() if p.requires_grad)
+    macs = macs_per_lr_pixel(net, cfg.channels)
     log.info("net %s: %s trainable parameters; run folder %s", type(net).__name__, f"{n_params:,}", run_dir)
+    share_job_with_ddp_children(trainer, run_dir)
+    t0 = time.perf_counter()
     if n_params and not cfg.get("validate_only", False):
-        trainer.fit(task, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
+        trainer.fit(task, datamodule=dm, ckpt_path=ckpt_path)
         ckpt = "best" if getattr(trainer.checkpoint_callback, "best_model_path", "") else None
     else:
         ckpt = None
+    train_s = time.perf_counter() - t0
     if trainer.fast_dev_run:
+        end_ddp_job(trainer)
         return {}
     dm.setup("validate")
     trainer.validate(task, datamodule=dm, ckpt_path=ckpt, verbose=False)
-    summary = print_val_table(task.val_rows, dm.val_pairs, title=f"validation ×{cfg.scale} ({cfg.protocol}, Y, shave {cfg.scale})")
+    summary = print_val_table(task.val_rows, dm.val_pairs, title=f"validation ×{cfg.scale} ({cfg.protocol}, Y, shave {cfg.scale})",
+                              quiet=not trainer.is_global_zero)
+    speed = next((cb.patches_per_s for cb in trainer.callbacks if isinstance(cb, Throughput)), None)
     summary.update({"run_dir": str(run_dir), "params": n_params, "best_ckpt": ckpt and trainer.checkpoint_callback.best_model_path,
-                    "stamp": task.protocol.stamp(cfg.scale, dm.val_hash)})
+                    "stamp": task.protocol.stamp(cfg.scale, dm.val_hash), "macs_per_lr_px": macs,
+                    "patches_per_s": speed, "train_s": train_s, "steps": trainer.global_step,
+                    "world_size": trainer.world_size})
     if trainer.is_global_zero:
         (Path(run_dir) / "val_metrics.json").write_text(json.dumps(summary, indent=2))
+        if cfg.get("test_sets"):
+            choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
+            method = choices.get("arch") if choices.get("arch") not in (None, "custom") else None
+            summary["benchmark"] = benchmark_run(cfg, task.net, run_dir, method)["rows"]
+    finish_wandb(trainer)
+    end_ddp_job(trainer)
     return summary
 
 
+def finish_wandb(trainer: L.Trainer) -> None:
+    """One W&B run per job: the next job of a sweep (same process) must not log into this one."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    if any(isinstance(logger, WandbLogger) for logger in trainer.loggers):
+        import wandb
+
+        if wandb.run is not None:
+            wandb.finish()
+
+
+@command("srexp-train", resume=True)  # one-line errors for unknown group choices; finds the run to resume
 @hydra.main(config_path=str(CONF_DIR), config_name="train", version_base="1.3")
 @one_line_errors("srexp-train")
-def main(cfg: DictConfig) -> float | None:
+def train(cfg: DictConfig) -> float | None:
     torch.set_float32_matmul_precision("high")
     summary = run(cfg)
     return summary.get("psnr")  # the Optuna sweeper's objective
+
+
+def main() -> float | None:
+    pin_ddp_child()  # a process Lightning's DDP started runs its parent's job, not the command line (srexp.distributed)
+    return train()
 
 
 if __name__ == "__main__":

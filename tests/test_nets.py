@@ -61,9 +61,8 @@ def check_forward_backward(net: torch.nn.Module, channels: int, scale: int) -> N
 
 
 def table_counts() -> dict[str, tuple[int, int]]:
-    """``preset -> (params ×2, params ×4)`` from README's ``## Network presets`` (else docs/params.md)."""
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    text = readme if "## Network presets" in readme else (ROOT / "docs" / "params.md").read_text(encoding="utf-8")
+    """``preset -> (params ×2, params ×4)`` from README's ``## Network presets``."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
     section = text.split("## Network presets", 1)[1].split("\n## ", 1)[0]
     header = next(line for line in section.splitlines() if line.startswith("| preset"))
     cols = [c.strip() for c in header.strip("|").split("|")]

@@ -27,6 +27,9 @@ LAYOUTS: dict[str, list[str]] = {
     "DIV2K_valid": ["DIV2K/DIV2K_valid_HR", "DIV2K_valid_HR"],
 }
 COMPOSITES: dict[str, list[str]] = {"291": ["T91", "BSD200"]}
+# Image counts of the published sets: what `srexp-data list/verify` expect to find.
+EXPECTED: dict[str, int] = {"Set5": 5, "Set14": 14, "B100": 100, "Urban100": 100, "Manga109": 109, "T91": 91,
+                            "BSD200": 200, "DIV2K": 800, "DIV2K_valid": 100}
 
 
 class DataNotFoundError(SrexpError, FileNotFoundError):
@@ -42,6 +45,11 @@ def find_set(name: str, root: str | os.PathLike | None = None) -> list[Path]:
     """Image files of a named set (or of a composite like ``291``)."""
     if name in COMPOSITES:
         return [p for part in COMPOSITES[name] for p in find_set(part, root)]
+    return list_images(find_set_folder(name, root))
+
+
+def find_set_folder(name: str, root: str | os.PathLike | None = None) -> Path:
+    """The folder holding a named set's HR images (the first layout in ``LAYOUTS`` that has images)."""
     if name not in LAYOUTS:
         raise DataNotFoundError(
             f"unknown set {name!r} (named sets: {', '.join([*LAYOUTS, *COMPOSITES])}; or give a folder path)"
@@ -53,14 +61,28 @@ def find_set(name: str, root: str | os.PathLike | None = None) -> list[Path]:
             f"(expected {name} under it as {LAYOUTS[name][0]}/*.png)"
         )
     for rel in LAYOUTS[name]:
-        files = list_images(base / rel) if (base / rel).is_dir() else []
-        if files:
-            return files
+        if (base / rel).is_dir() and list_images(base / rel):
+            return base / rel
     tried = ", ".join(str(base / rel) for rel in LAYOUTS[name])
     raise DataNotFoundError(
         f"set {name!r} not found under data root {base}: looked in {tried}; "
         f"expected a folder of HR images ({'/'.join(s[1:] for s in IMAGE_SUFFIXES[:4])})"
     )
+
+
+def premade_lr_file(hr: str | os.PathLike, scale: int) -> Path | None:
+    """The bicubic LR image a published layout ships beside an HR image, or None where there is none:
+    ``DIV2K_train_HR/0001.png`` → ``DIV2K_train_LR_bicubic/X2/0001x2.png`` (DIV2K) and
+    ``benchmark/Set5/HR/baby.png`` → ``benchmark/Set5/LR_bicubic/X2/babyx2.png`` (EDSR's benchmark.tar)."""
+    hr = Path(hr)
+    folder, name = hr.parent, f"{hr.stem}x{scale}{hr.suffix}"
+    if folder.name.endswith("_HR"):
+        lr_folder = folder.parent / f"{folder.name[:-3]}_LR_bicubic" / f"X{scale}"
+    elif folder.name == "HR":
+        lr_folder = folder.parent / "LR_bicubic" / f"X{scale}"
+    else:
+        return None
+    return lr_folder / name if (lr_folder / name).is_file() else None
 
 
 def is_path_spec(spec: str) -> bool:

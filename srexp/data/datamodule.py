@@ -20,10 +20,14 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from srexp.data.benchmarks import DataNotFoundError, resolve
+from srexp.data.benchmarks import DataNotFoundError, premade_lr_file, resolve
 from srexp.data.images import ImageError, load_image, to_channels
+from srexp.errors import ConfigError
 from srexp.metrics import get_protocol, images_hash
 from srexp.ops.color import rgb_to_y
+from srexp.ops.resize import modcrop
+
+LR_SOURCES = ("make", "files", "auto")
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +52,13 @@ class Pair:
     ref_y: Tensor  # (1,H,W) float64 0–255: the metric reference
 
 
-def make_pair(name: str, img: Tensor, scale: int, channels: int, protocol: str) -> Pair:
+def make_pair(name: str, img: Tensor, scale: int, channels: int, protocol: str, lr_img: Tensor | None = None) -> Pair:
+    """HR image → aligned pair. ``lr_img``: a shipped bicubic LR image (uint8, e.g. DIV2K's) used instead of
+    making the LR by the protocol's degradation."""
     proto = get_protocol(protocol)
     img = to_channels(img, 3) if channels == 3 else img
-    lr, ref_y = proto.degrade(img, scale, channels)
+    lr, ref_y = proto.degrade(img, scale, channels) if lr_img is None else premade_lr(img, lr_img, scale, channels,
+                                                                                       protocol)
     h, w = ref_y.shape[-2:]
     hr = img[..., :h, :w]
     if channels == 1:
@@ -64,7 +71,28 @@ def make_pair(name: str, img: Tensor, scale: int, channels: int, protocol: str) 
     return Pair(name, lr.contiguous(), hr.contiguous(), ref_y)
 
 
-def load_pairs(specs: Sequence[str], root, scale: int, channels: int, protocol: str, min_hr: int = 0) -> list[Pair]:
+def premade_lr(hr: Tensor, lr_img: Tensor, scale: int, channels: int, protocol: str) -> tuple[Tensor, Tensor]:
+    """(LR network input, reference Y) as :meth:`Protocol.degrade` returns them, from a shipped uint8 LR image.
+    The LR is cut to ``modcrop(HR) / scale`` (MATLAB gives ceil(H / s) rows for an H that s does not divide)."""
+    H, W = hr.shape[-2:]
+    hr = modcrop(hr, scale)
+    h, w = hr.shape[-2] // scale, hr.shape[-1] // scale
+    if lr_img.shape[-2] not in (h, -(-H // scale)) or lr_img.shape[-1] not in (w, -(-W // scale)):
+        raise DataNotFoundError(f"LR image {lr_img.shape[-1]}×{lr_img.shape[-2]} does not match the HR {W}×{H} at "
+                                f"×{scale} (expected {w}×{h}, or {-(-W // scale)}×{-(-H // scale)})")
+    lr = to_channels(lr_img[..., :h, :w], 3).double() / 255  # gray → RGB, as the protocol does
+    lr = rgb_to_y(lr) if channels == 1 else lr
+    ref_y = rgb_to_y(hr).double() if protocol == "y_float" else rgb_to_y(to_channels(hr, 3).double() / 255) * 255
+    return lr.float(), ref_y
+
+
+def load_pairs(specs: Sequence[str], root, scale: int, channels: int, protocol: str, min_hr: int = 0,
+               lr_source: str = "make") -> list[Pair]:
+    """``lr_source``: ``make`` the LR by the protocol's degradation; ``files``: use the bicubic LR shipped beside
+    each HR image (DIV2K's ``DIV2K_train_LR_bicubic/X2/0001x2.png``; an error where one is missing); ``auto``:
+    shipped files where present, made otherwise."""
+    if lr_source not in LR_SOURCES:
+        raise DataNotFoundError(f"data.lr_source={lr_source} is unknown (valid: {', '.join(LR_SOURCES)})")
     items = [it for spec in specs for it in resolve(spec, root)]
     pairs, skipped = [], []
     for it in items:
@@ -76,7 +104,17 @@ def load_pairs(specs: Sequence[str], root, scale: int, channels: int, protocol: 
         if min(img.shape[-2:]) < max(min_hr, scale):
             skipped.append(f"{it}: {img.shape[-1]}×{img.shape[-2]} is smaller than the HR patch {min_hr}")
             continue
-        pairs.append(make_pair(Path(it).stem if "/" in it else it.split(":")[-1], img, scale, channels, protocol))
+        lr_file = premade_lr_file(it, scale) if lr_source != "make" and not it.startswith("skimage:") else None
+        if lr_source == "files" and lr_file is None:
+            raise DataNotFoundError(f"data.lr_source=files: no shipped bicubic LR for {it} at ×{scale} (expected "
+                                    f"<name>_LR_bicubic/X{scale}/<stem>x{scale}.png beside <name>_HR/, or "
+                                    f"LR_bicubic/X{scale}/ beside HR/; valid: data.lr_source=make|auto)")
+        try:
+            lr_img = load_item(str(lr_file)) if lr_file is not None else None
+            pairs.append(make_pair(Path(it).stem if "/" in it else it.split(":")[-1], img, scale, channels, protocol,
+                                   lr_img))
+        except (ImageError, DataNotFoundError) as e:
+            skipped.append(f"{lr_file}: {e}")
     if skipped:
         log.warning("skipped %d of %d images: %s", len(skipped), len(items), "; ".join(skipped[:5]))
     if not pairs:
@@ -90,7 +128,8 @@ class PatchDataset(Dataset):
     def __init__(self, pairs: list[Pair], patch_size: int, scale: int, length: int, augment: bool = True,
                  seed: int = 0):
         if patch_size % scale:
-            raise ValueError(f"data.patch_size={patch_size} must be a multiple of scale={scale}")
+            raise ConfigError(f"data.patch_size={patch_size} must be a multiple of scale={scale} "
+                              f"(valid: e.g. data.patch_size={patch_size // scale * scale or scale})")
         self.pairs, self.scale, self.length, self.augment, self.seed = pairs, scale, length, augment, seed
         self.lr_patch = patch_size // scale
         # sample images in proportion to the number of patch positions they offer
@@ -118,6 +157,29 @@ class PatchDataset(Dataset):
             if rot:
                 lr, hr = lr.transpose(-1, -2), hr.transpose(-1, -2)
         return lr.contiguous(), hr.contiguous()
+
+
+class MultiScalePatches(Dataset):
+    """Patches at a scale drawn per batch (VDSR's multi-scale training): item k belongs to batch
+    ``k // group`` whose scale is a function of (seed, batch), so a batch stacks and a run is reproducible.
+    ``group`` = batch size × world size: with DDP's sampler (no shuffle) rank r's batch j holds exactly the items
+    ``j·group … (j+1)·group - 1``. The HR patch is ``patch_size`` rounded down to a multiple of each scale."""
+
+    def __init__(self, pairs: dict[int, list[Pair]], patch_size: int, length: int, group: int, augment: bool = True,
+                 seed: int = 0):
+        self.scales = sorted(pairs)
+        self.sets = {s: PatchDataset(p, patch_size // s * s, s, length, augment, seed) for s, p in pairs.items()}
+        self.length, self.group, self.seed = length, group, seed
+
+    def __len__(self) -> int:
+        return self.length
+
+    def scale_of(self, k: int) -> int:
+        rng = np.random.default_rng((self.seed, k // self.group, 1))
+        return self.scales[int(rng.integers(len(self.scales)))]
+
+    def __getitem__(self, k: int) -> tuple[Tensor, Tensor]:
+        return self.sets[self.scale_of(k)][k]
 
 
 class ImageDataset(Dataset):
@@ -152,24 +214,35 @@ class SRDataModule(L.LightningDataModule):
         pin_memory: bool = True,
         train_dir: str | None = None,
         val_dir: str | None = None,
+        lr_source: str = "make",
+        scales: Sequence[int] | None = None,
     ):
         """``train``/``val``: source specs (named sets, folders, ``skimage:NAME``); ``train_dir``/``val_dir``: one
-        more folder each (the ``data=folder`` shortcut)."""
+        more folder each (the ``data=folder`` shortcut). ``lr_source`` (training pairs only; validation always
+        makes its LR by the protocol, which is the measurement): ``make`` | ``files`` | ``auto``, see
+        :func:`load_pairs`. ``scales``: train on these scales mixed, one drawn per batch (multi-scale VDSR; the
+        net must accept any scale, as pre-upsampling nets do); null = ``[scale]``. Validation stays at ``scale``."""
         super().__init__()
         self.train_specs = [*(train or []), *([train_dir] if train_dir else [])]
         self.val_specs = [*(val or []), *([val_dir] if val_dir else [])]
         self.scale, self.channels, self.protocol = scale, channels, protocol
         self.patch_size, self.batch_size, self.num_workers = patch_size, batch_size, num_workers
         self.samples, self.augment, self.root, self.seed, self.pin_memory = samples, augment, root, seed, pin_memory
-        self.train_pairs: list[Pair] | None = None
+        self.lr_source, self.scales = lr_source, sorted({int(s) for s in (scales or [scale])})
+        self.train_pairs: dict[int, list[Pair]] | list[Pair] | None = None  # {scale: pairs} when multi-scale
         self.val_pairs: list[Pair] | None = None
 
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit") and self.train_pairs is None and self.train_specs:
-            self.train_pairs = load_pairs(self.train_specs, self.root, self.scale, self.channels, self.protocol,
-                                          min_hr=self.patch_size)
+            by_scale = {s: load_pairs(self.train_specs, self.root, s, self.channels, self.protocol,
+                                      min_hr=self.patch_size, lr_source=self.lr_source) for s in self.scales}
+            self.train_pairs = by_scale if self.multiscale else by_scale[self.scales[0]]
         if self.val_pairs is None and self.val_specs:
             self.val_pairs = load_pairs(self.val_specs, self.root, self.scale, self.channels, self.protocol)
+
+    @property
+    def multiscale(self) -> bool:
+        return self.scales != [self.scale]
 
     @property
     def val_hash(self) -> str | None:
@@ -181,8 +254,16 @@ class SRDataModule(L.LightningDataModule):
                           persistent_workers=workers > 0, drop_last=False)
 
     def train_dataloader(self) -> DataLoader:
-        ds = PatchDataset(self.train_pairs, self.patch_size, self.scale, self.samples, self.augment, self.seed)
-        return self._loader(ds, self.batch_size, self.num_workers)
+        if self.multiscale:
+            world = self.trainer.world_size if self.trainer is not None else 1
+            ds = MultiScalePatches(self.train_pairs, self.patch_size, self.samples, self.batch_size * world,
+                                   self.augment, self.seed)
+        else:
+            ds = PatchDataset(self.train_pairs, self.patch_size, self.scale, self.samples, self.augment, self.seed)
+        from srexp.resume import Shifted, samples_drawn  # a resumed run starts at the sample it had reached
+
+        start = samples_drawn(self.trainer, self.batch_size)
+        return self._loader(Shifted(ds, start) if start else ds, self.batch_size, self.num_workers)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(ImageDataset(self.val_pairs), 1, 0)

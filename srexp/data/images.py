@@ -64,7 +64,7 @@ def load_image(path: str | Path) -> Tensor:
         raise
     except FileNotFoundError:
         raise ImageError(f"{path}: no such file") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ImageError(f"{path}: cannot decode image ({reason})") from None
 

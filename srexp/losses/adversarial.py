@@ -1,5 +1,6 @@
-"""Adversarial losses on discriminator logits: ``vanilla`` (BCE, SRGAN), ``lsgan`` (least squares, Mao et al.) and
-``ragan`` (relativistic average, ESRGAN: D judges whether real is *more* realistic than fake on average)."""
+"""Adversarial losses on discriminator logits: ``vanilla`` (BCE, SRGAN), ``lsgan`` (least squares, Mao et al.),
+``ragan`` (relativistic average, ESRGAN: D judges whether real is *more* realistic than fake on average) and
+``hinge`` (SNGAN/SAGAN; DFDNet's released losses)."""
 from __future__ import annotations
 
 import torch
@@ -48,8 +49,17 @@ def _ragan_d(real: Tensor, fake: Tensor) -> Tensor:
     return (_bce(_ra(real, fake), 1.0) + _bce(_ra(fake, real), 0.0)) / 2
 
 
+def _hinge_g(fake: Tensor, real: Tensor | None) -> Tensor:
+    return -fake.mean()
+
+
+def _hinge_d(real: Tensor, fake: Tensor) -> Tensor:
+    return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
+
+
 # kind -> (generator loss(fake, real), discriminator loss(real, fake))
-_KINDS = {"vanilla": (_vanilla_g, _vanilla_d), "lsgan": (_lsgan_g, _lsgan_d), "ragan": (_ragan_g, _ragan_d)}
+_KINDS = {"vanilla": (_vanilla_g, _vanilla_d), "lsgan": (_lsgan_g, _lsgan_d), "ragan": (_ragan_g, _ragan_d),
+          "hinge": (_hinge_g, _hinge_d)}
 
 
 class AdversarialLoss(nn.Module):
@@ -75,5 +85,5 @@ class AdversarialLoss(nn.Module):
         return _KINDS[self.kind][1](real, fake)
 
     def score(self, out: Tensor) -> Tensor:
-        """Mean D output as logged: a probability σ(logit) for the BCE kinds, the raw score for LSGAN."""
-        return (out if self.kind == "lsgan" else torch.sigmoid(out)).mean()
+        """Mean D output as logged: a probability σ(logit) for the BCE kinds, the raw score for LSGAN and hinge."""
+        return (out if self.kind in ("lsgan", "hinge") else torch.sigmoid(out)).mean()

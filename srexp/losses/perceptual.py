@@ -1,11 +1,13 @@
-"""Perceptual (VGG feature) loss: a distance between VGG19 feature maps of SR and HR (Johnson et al.; SRGAN)."""
+"""Perceptual (VGG feature) loss: a distance between VGG19 feature maps of SR and HR (Johnson et al.; SRGAN), and the
+style loss: a distance between their Gram matrices (Gatys et al.; DFDNet)."""
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
 from torch import Tensor
 
-from srexp.nets.vgg import VGGFeatures
+from srexp.errors import ConfigError
+from srexp.nets.vgg import LAYER_NAMES, VGGFeatures
 
 
 class PerceptualLoss(nn.Module):
@@ -34,3 +36,46 @@ class PerceptualLoss(nn.Module):
         with torch.no_grad():
             target = self.vgg(hr) * self.feature_scale
         return self.criterion(self.vgg(sr) * self.feature_scale, target)
+
+
+class StyleLoss(nn.Module):
+    """``Σ_l criterion(G(φ_l(sr)), G(φ_l(hr)))`` over the VGG19 ``layers``, with ``G(φ) = φφᵀ / (C·H·W)`` the Gram
+    matrix of a layer's ``C × HW`` features: it matches which features occur together (texture), not where.
+    One VGG19 up to the deepest layer, kept out of parameters and checkpoints as in :class:`PerceptualLoss`."""
+
+    def __init__(self, layers: tuple[str, ...] = ("relu2_2", "relu3_4", "relu4_4", "relu5_4"),
+                 criterion: nn.Module | None = None, pretrained: bool = True, weights: str | None = None) -> None:
+        super().__init__()
+        unknown = [layer for layer in layers if layer not in LAYER_NAMES]
+        if unknown or not layers:
+            raise ConfigError(f"style loss layers={list(layers)}: unknown {unknown} (valid: {', '.join(LAYER_NAMES)})")
+        deepest = max(layers, key=LAYER_NAMES.index)
+        self.__dict__["vgg"] = VGGFeatures(deepest, pretrained=pretrained, weights=weights)
+        self.taps = sorted({LAYER_NAMES.index(layer) for layer in layers})
+        self.criterion = criterion if criterion is not None else nn.MSELoss()
+
+    def _apply(self, fn, recurse: bool = True):
+        self.vgg._apply(fn, recurse)
+        return super()._apply(fn, recurse)
+
+    @staticmethod
+    def gram(f: Tensor) -> Tensor:
+        n, c, h, w = f.shape
+        f = f.reshape(n, c, h * w)
+        return f @ f.transpose(1, 2) / (c * h * w)
+
+    def grams(self, x: Tensor) -> list[Tensor]:
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        x = (x - self.vgg.mean) / self.vgg.std if self.vgg.normalize else x
+        out = []
+        for i, m in enumerate(self.vgg.features):
+            x = m(x)
+            if i in self.taps:
+                out.append(self.gram(x))
+        return out
+
+    def forward(self, sr: Tensor, hr: Tensor) -> Tensor:
+        with torch.no_grad():
+            targets = self.grams(hr)
+        return sum(self.criterion(g, t) for g, t in zip(self.grams(sr), targets))

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from srexp.nets import ConfigError
 from srexp.nets.blocks import Act, DownProjection, MeanShift, UpProjection, cat, conv, conv_act, exact_padding
+from srexp.nets.upsample import InterpolateUp
 
 Body = Callable[..., nn.Module]      # body(in_channels=…) -> module with .out_channels
 Upsample = Callable[..., nn.Module]  # upsample(in_channels=…, out_channels=…, scale=…)
@@ -44,8 +45,18 @@ class Strategy(nn.Module):
         for fn in ([init] if callable(init) else init or []):
             fn(self)
 
-    def forward(self, lr: Tensor) -> Tensor | list[Tensor]:
-        out = self.run(self.sub_mean(lr))
+    any_scale: bool = False  # True where the weights do not depend on the scale (forward takes ``scale=``)
+
+    def forward(self, lr: Tensor, scale: int | None = None) -> Tensor | list[Tensor]:
+        """``scale``: another scale than the built one, for nets whose weights do not depend on it
+        (pre-upsampling with an interpolation: multi-scale training, one net evaluated at ×2, ×3, ×4)."""
+        if scale is not None and scale != self.scale:
+            if not self.any_scale:
+                raise ConfigError(f"{type(self).__name__} is built for scale={self.scale}, got a ×{scale} batch "
+                                  f"(valid: data.scales=null, or net/strategy=pre with net/upsample=interpolate)")
+            out = self.run(self.sub_mean(lr), scale=scale)
+        else:
+            out = self.run(self.sub_mean(lr))
         return [self.add_mean(o) for o in out] if isinstance(out, list) else self.add_mean(out)
 
     def run(self, x: Tensor) -> Tensor | list[Tensor]:
@@ -78,10 +89,11 @@ class PreUpsample(Strategy):
         else:
             self.conv_last = nn.Identity()
         self.residual = residual
+        self.any_scale = isinstance(self.up, InterpolateUp)  # the body runs on the upsampled grid at any scale
         self._apply_init(init)
 
-    def run(self, x: Tensor) -> Tensor:
-        x = self.up(x)
+    def run(self, x: Tensor, scale: int | None = None) -> Tensor:
+        x = self.up(x) if scale is None else self.up(x, scale=scale)
         y = self.conv_last(self.body(self.conv_first(x)))
         return x + y if self.residual else y
 

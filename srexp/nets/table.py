@@ -1,4 +1,4 @@
-"""Print the ``## Network presets`` parameter table (``python -m srexp.nets.table > docs/params.md``).
+"""Print the ``## Network presets`` parameter table (paste ``python -m srexp.nets.table`` into README.md).
 
 Counts come from instantiating each ``conf/arch/`` preset at ×2 and ×4 through the real ``train.yaml``;
 ``tests/test_nets.py`` checks the table against the same counts, so the table cannot drift from the code.

@@ -42,11 +42,13 @@ class InterpolateUp(nn.Module):
         self.conv = conv(in_channels, out_channels, kernel_size) if kernel_size else nn.Identity()
         self.act = act() if act is not None else nn.Identity()
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, scale: int | None = None) -> Tensor:
+        """``scale``: override the built scale (the layer has no scale-dependent weights)."""
+        scale = scale or self.scale
         if self.mode == "bicubic":
-            x = imresize(x, scale=self.scale)
+            x = imresize(x, scale=scale)
         else:
-            x = F.interpolate(x, scale_factor=self.scale, mode=self.mode,
+            x = F.interpolate(x, scale_factor=scale, mode=self.mode,
                               align_corners=False if self.mode == "bilinear" else None)
         return self.act(self.conv(x))
 

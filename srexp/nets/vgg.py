@@ -77,7 +77,7 @@ class VGGFeatures(nn.Module):
     """VGG19 ``features`` up to and including ``layer``, frozen and always in eval mode.
 
     Takes RGB in [0, 1] (one channel is repeated to three) and normalises with the ImageNet mean/std the weights
-    were trained with. ``pretrained=False`` keeps PyTorch's random init (for tests; such features mean nothing).
+    were trained with. ``pretrained=False`` leaves random weights (for tests: such features mean nothing).
     """
 
     def __init__(self, layer: str = "relu5_4", pretrained: bool = True, weights: str | None = None,
@@ -92,6 +92,11 @@ class VGGFeatures(nn.Module):
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         if pretrained:
             self.load_torchvision(vgg19_state_dict(weights), source=str(weights or hub_cache_path()))
+        else:  # He init, so random features keep their scale through 16 layers (PyTorch's default shrinks them)
+            for m in self.features:
+                if isinstance(m, nn.Conv2d):
+                    nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                    nn.init.zeros_(m.bias)
         self.requires_grad_(False)
         self.eval()
 

@@ -8,8 +8,9 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 
-from srexp.metrics import SRMetrics, get_protocol, psnr_ssim
+from srexp.metrics import SRMetrics, get_protocol
 from srexp.ops.resize import imresize
+from srexp.tasks.ema import ema_copy, ema_update
 
 
 def to_float(x: Tensor) -> Tensor:
@@ -26,10 +27,11 @@ class SRValidation:
         self.scale = scale
         self.val_metrics = SRMetrics(border=scale)
         self.bicubic_metrics = SRMetrics(border=scale)
-        self.val_rows: list[dict] = []  # per-image rows of the latest validation (rank-local)
+        self.val_rows: list[dict] = []  # per-image rows of the latest validation, gathered from every rank
 
     def forward(self, lr: Tensor) -> Tensor:
-        out = self.net(lr)
+        ema = getattr(self, "net_ema", None)  # the weight average validates when enabled (task.ema_decay)
+        out = (ema if ema is not None and not self.training else self.net)(lr)
         return out[-1] if isinstance(out, (list, tuple)) else out
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int = 0):
@@ -43,15 +45,17 @@ class SRValidation:
         lr, ref_y, idx = batch
         sr_y = self.protocol.sr_to_y(self(lr))
         bic_y = self.protocol.sr_to_y(imresize(lr, scale=self.scale))
-        self.val_metrics.update(sr_y, ref_y)
-        self.bicubic_metrics.update(bic_y, ref_y)
-        (p,), (s,) = psnr_ssim(sr_y, ref_y, self.scale)
-        (bp,), (bs,) = psnr_ssim(bic_y, ref_y, self.scale)
-        self.val_rows.append({"index": int(idx[0]), "psnr": p.item(), "ssim": s.item(),
-                              "bicubic_psnr": bp.item(), "bicubic_ssim": bs.item()})
+        self.val_metrics.update(sr_y, ref_y, index=idx)
+        self.bicubic_metrics.update(bic_y, ref_y, index=idx)
 
     def on_validation_epoch_end(self) -> None:
+        # compute() gathers the per-image values of every rank (DDP shards the images), so the rows and the
+        # logged means are the same numbers on every rank: no sync_dist needed
         m, b = self.val_metrics.compute(), self.bicubic_metrics.compute()
+        self.val_rows = [{"index": int(i), "psnr": p.item(), "ssim": s.item(), "bicubic_psnr": bp.item(),
+                          "bicubic_ssim": bs.item()}
+                         for i, p, s, bp, bs in zip(m["index"], m["psnr_per_image"], m["ssim_per_image"],
+                                                    b["psnr_per_image"], b["ssim_per_image"])]
         self.log_dict({"val/psnr": m["psnr"].float(), "val/ssim": m["ssim"].float(),
                        "val/bicubic_psnr": b["psnr"].float(), "val/bicubic_ssim": b["ssim"].float()},
                       prog_bar=False)
@@ -80,7 +84,10 @@ class SRTask(SRValidation, L.LightningModule):
         scheduler_interval: str = "step",
         scale: int = 2,
         protocol: str = "rgb_uint8",
+        ema_decay: float | None = None,
     ):
+        """``ema_decay`` (e.g. 0.999): keep an exponential moving average of the net's weights (``net_ema``), used
+        for validation, evaluation and export; null = none."""
         super().__init__()
         # Only plain values go to hparams: checkpoints stay loadable with torch.load(weights_only=True). The
         # resolved config (net, optimiser, …) travels as a plain dict (srexp.callbacks.ConfigInCheckpoint).
@@ -88,10 +95,17 @@ class SRTask(SRValidation, L.LightningModule):
         self.net, self.loss = net, loss
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.init_validation(scale, protocol)
+        self.net_ema = ema_copy(net) if ema_decay else None
+
+    def optimizer_step(self, *args, **kwargs) -> None:
+        super().optimizer_step(*args, **kwargs)
+        if self.net_ema is not None:  # here, not on_train_batch_end: checkpoints are written before that hook
+            ema_update(self.net_ema, self.net, self.hparams.ema_decay, self.global_step)
 
     def training_step(self, batch, batch_idx: int) -> Tensor:
         lr, hr = batch
-        out = self.net(lr)
+        s = hr.shape[-1] // lr.shape[-1]  # a multi-scale batch (data.scales) may differ from self.scale
+        out = self.net(lr) if s == self.scale else self.net(lr, scale=s)
         if isinstance(out, (list, tuple)):
             loss = sum(self.loss(o, hr if o.shape == hr.shape else imresize(hr, size=o.shape[-2:])) for o in out)
         else:

@@ -1,0 +1,93 @@
+"""What the commands do with their arguments before Hydra sees them.
+
+* A config-group choice that does not exist (``srexp-train arch=nope``) is one line naming the valid choices, exit 2
+  (Hydra's own "Could not find 'arch/nope'" is a multi-line report).
+* ``srexp-train resume=true`` (or ``ckpt_path=last``) without ``hydra.run.dir=`` continues the latest run folder under
+  ``outputs/`` started with the same overrides: its folder is passed to Hydra as ``hydra.run.dir`` so no new
+  folder is made (:mod:`srexp.resume`).
+"""
+from __future__ import annotations
+
+import functools
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from srexp import CONF_DIR
+from srexp.errors import ConfigError, SrexpError
+
+TRUE = ("true", "True", "yes", "1")
+
+
+def group_options(group: str, conf_dir: Path = CONF_DIR) -> list[str] | None:
+    """The options of config group ``group`` (``arch``, ``net/strategy``), or None when it is not a group."""
+    d = conf_dir / group
+    if not d.is_dir():
+        return None
+    opts = sorted(p.stem for p in d.glob("*.yaml"))
+    return opts or None
+
+
+def check_choices(argv: Sequence[str], conf_dir: Path = CONF_DIR) -> None:
+    """Raise :class:`ConfigError` for ``group=option`` overrides naming an option that is not in ``conf/group/``."""
+    for arg in argv:
+        if arg.startswith("-") or "=" not in arg:
+            continue
+        key, value = arg.split("=", 1)
+        key = key.lstrip("+~")
+        if "@" in key or key.startswith("hydra") or "." in key or "(" in value or "*" in value:
+            continue
+        options = group_options(key, conf_dir)
+        if options is None:
+            continue
+        for v in value.split(","):
+            v = v.strip().strip("'\"")
+            if v not in options and v != "null":
+                raise ConfigError(f"{key}={v} is not a config in conf/{key}/ (valid: {', '.join(options)})")
+
+
+def _quote(path: str) -> str:
+    return path if re.fullmatch(r"[\w/.\-]+", path) else "'" + path.replace("'", "\\'") + "'"
+
+
+def with_resume_dir(argv: list[str]) -> list[str]:
+    """``resume=true`` without a run folder → ``hydra.run.dir=<latest matching run>`` appended (single runs)."""
+    from srexp.resume import find_run
+
+    args = {a.split("=", 1)[0]: a.split("=", 1)[1] for a in argv if "=" in a and not a.startswith("-")}
+    wants = args.get("resume") in TRUE or args.get("ckpt_path") == "last"
+    multirun = any(a in ("-m", "--multirun") for a in argv)
+    if not wants or multirun or "hydra.run.dir" in args:
+        return argv
+    outputs = os.environ.get("SREXP_OUTPUTS", "outputs")
+    overrides = [a for a in argv if "=" in a and not a.startswith("-")]
+    found = find_run(outputs, overrides)
+    if found is None:
+        raise ConfigError(f"resume=true: no run folder under {outputs}/ with the overrides "
+                          f"[{' '.join(a for a in overrides if not a.startswith(('resume=', 'ckpt_path=')))}] and a "
+                          f"checkpoints/last.ckpt (valid: hydra.run.dir=DIR resume=true)")
+    print(f"resuming {found}", file=sys.stderr)
+    return [*argv, f"hydra.run.dir={_quote(str(found))}"]
+
+
+def command(cmd: str, resume: bool = False) -> Callable:
+    """Wrap a ``@hydra.main`` function: check group choices (and find the run to resume) first."""
+
+    def deco(main: Callable) -> Callable:
+        @functools.wraps(main)
+        def wrapper(*args, **kwargs):
+            argv = sys.argv[1:]
+            try:
+                check_choices(argv)
+                if resume:
+                    sys.argv[1:] = with_resume_dir(argv)
+            except SrexpError as e:
+                print(f"{cmd}: error: {e}", file=sys.stderr)
+                sys.exit(2)
+            return main(*args, **kwargs)
+
+        return wrapper
+
+    return deco

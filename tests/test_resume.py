@@ -1,0 +1,174 @@
+"""Exact resume: a run SIGKILLed mid-epoch and resumed ends bit-identical to an uninterrupted one; atomic
+checkpoints; the run folder found by its overrides; NaN stops the run and keeps the last good checkpoint."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import REPO, TINY, run_cli, write_images
+from srexp.cli import with_resume_dir
+from srexp.errors import ConfigError
+from srexp.resume import AtomicCheckpointIO, find_run, identity_overrides
+
+STEPS, KILL_AT = 12, 6
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("imgs")
+    write_images(root / "train", n=3, size=(64, 56))
+    write_images(root / "val", n=2, size=(48, 40), seed=1)
+    return root
+
+
+def common(folders) -> list[str]:
+    keep = [o for o in TINY if not o.startswith(("trainer.max_steps", "trainer.val_check_interval"))]
+    return [*keep, f"trainer.max_steps={STEPS}", "trainer.val_check_interval=4", "data=folder",
+            f"data.train_dir={folders / 'train'}", f"data.val_dir={folders / 'val'}",
+            "callbacks.last_checkpoint.every_n_train_steps=2", "callbacks.progress_bar=null", "callbacks.image_grid=null",
+            "task.ema_decay=0.9"]
+
+
+def env(outputs: Path) -> dict:
+    return {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "SREXP_OUTPUTS": str(outputs),
+            "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), os.environ.get("PYTHONPATH", "")])}
+
+
+def ckpt_step(path: Path) -> int:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)["global_step"]
+    except Exception:  # noqa: BLE001 - not there yet
+        return -1
+
+
+def net_weights(path: Path) -> dict:
+    sd = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    return {k: v for k, v in sd.items() if k.startswith(("net.", "net_ema."))}
+
+
+def train_losses(run: Path) -> list[tuple[int, str]]:
+    import csv
+
+    rows = csv.DictReader((run / "csv" / "metrics.csv").open())
+    return [(int(r["step"]), r["train/loss"]) for r in rows if r.get("train/loss")]
+
+
+def test_sigkill_and_resume_is_bit_identical(folders, tmp_path):
+    base = common(folders)
+    # 1. uninterrupted
+    ref = tmp_path / "ref"
+    r = subprocess.run([sys.executable, "-m", "srexp.train", *base, f"hydra.run.dir={ref}"], capture_output=True,
+                       text=True, env=env(tmp_path / "unused"), cwd=REPO, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    # 2. the same run, no run folder given, hung at step KILL_AT and SIGKILLed once last.ckpt holds that step
+    outputs = tmp_path / "outputs"
+    stall = ["+callbacks.stall._target_=stall_callback.Stall", f"+callbacks.stall.step={KILL_AT}"]
+    p = subprocess.Popen([sys.executable, "-m", "srexp.train", *base, *stall], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True, env=env(outputs), cwd=REPO)
+    deadline = time.time() + 300
+    try:
+        while time.time() < deadline and p.poll() is None:
+            lasts = list(outputs.glob("**/checkpoints/last.ckpt"))
+            if lasts and ckpt_step(lasts[0]) == KILL_AT:
+                break
+            time.sleep(0.2)
+        assert p.poll() is None, p.stderr.read()[-3000:]
+        p.send_signal(signal.SIGKILL)
+    finally:
+        p.kill()
+        p.wait()
+    runs = [d.parent for d in outputs.glob("**/.hydra")]
+    assert len(runs) == 1
+    run = runs[0]
+    # 3. resume: the same command + resume=true finds that folder by its overrides and continues it
+    r = subprocess.run([sys.executable, "-m", "srexp.train", *base, *stall, "resume=true"], capture_output=True,
+                       text=True, env=env(outputs), cwd=REPO, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"resuming {run}" in r.stderr
+    assert len(list(outputs.glob("**/.hydra"))) == 1  # no new run folder
+    a, b = net_weights(ref / "checkpoints" / "last.ckpt"), net_weights(run / "checkpoints" / "last.ckpt")
+    assert ckpt_step(ref / "checkpoints" / "last.ckpt") == ckpt_step(run / "checkpoints" / "last.ckpt") == STEPS
+    assert a.keys() == b.keys() and any(k.startswith("net_ema.") for k in a)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    # the CSV log is continued, not wiped: the same losses at the same steps
+    assert train_losses(ref) == train_losses(run)
+
+
+def test_resume_without_a_checkpoint_is_one_line(tmp_path, folders, monkeypatch):
+    r = run_cli("srexp.train", *common(folders), f"hydra.run.dir={tmp_path / 'empty'}", "resume=true")
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines()[-1].startswith("srexp-train: error: resume=true: no checkpoints/last.ckpt")
+    monkeypatch.setenv("SREXP_OUTPUTS", str(tmp_path))
+    with pytest.raises(ConfigError, match="no run folder under"):
+        with_resume_dir(["scale=2", "resume=true"])
+
+
+def test_find_run_matches_overrides(tmp_path):
+    for name, ov in [("a", ["scale=2"]), ("b", ["scale=4"]), ("c", ["scale=2", "resume=true"])]:
+        (tmp_path / name / ".hydra").mkdir(parents=True)
+        (tmp_path / name / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in ov))
+        (tmp_path / name / "checkpoints").mkdir()
+        (tmp_path / name / "checkpoints" / "last.ckpt").write_bytes(b"x")
+        time.sleep(0.02)
+    assert find_run(tmp_path, ["scale=2", "resume=true"]) == tmp_path / "c"  # newest of a and c
+    assert find_run(tmp_path, ["scale=4", "ckpt_path=last"]) == tmp_path / "b"
+    assert find_run(tmp_path, ["scale=3"]) is None
+    assert identity_overrides(["b=1", "a=2", "hydra.run.dir=x", "resume=true"]) == ["a=2", "b=1"]
+    assert with_resume_dir(["scale=4", "resume=true", "hydra.run.dir=x"])[-1] == "hydra.run.dir=x"
+
+
+def test_atomic_checkpoint_survives_a_failed_save(tmp_path):
+    io = AtomicCheckpointIO()
+    path = tmp_path / "last.ckpt"
+    io.save_checkpoint({"w": torch.ones(3)}, path)
+
+    class Boom:
+        def __reduce__(self):
+            raise KeyboardInterrupt("killed mid-save")
+
+    with pytest.raises(KeyboardInterrupt):
+        io.save_checkpoint({"w": torch.zeros(3), "boom": Boom()}, path)
+    assert torch.equal(io.load_checkpoint(path)["w"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temp file left
+
+
+def test_nan_loss_stops_with_one_line_and_keeps_last_good(tmp_path, folders):
+    run = tmp_path / "run"
+    r = subprocess.run([sys.executable, "-m", "srexp.train", *common(folders), f"hydra.run.dir={run}",
+                        "+callbacks.nan._target_=stall_callback.NanAt", "+callbacks.nan.step=5"],
+                       capture_output=True, text=True, env=env(tmp_path), cwd=REPO, timeout=600)
+    assert r.returncode == 2, r.stderr[-3000:]
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("srexp-train: error: train/loss is NaN/Inf at step 6") and "last.ckpt" in last, last
+    assert "Traceback" not in r.stderr
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["global_step"] == 4
+    assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
+
+
+def test_finite_loss_lazy_mode_reads_rarely_but_before_every_save():
+    """The accelerator path (no host sync per step), run on CPU tensors."""
+    from types import SimpleNamespace
+
+    from srexp.guards import FiniteLoss, NonFiniteError
+
+    trainer = SimpleNamespace(global_step=0, callback_metrics={}, checkpoint_callback=None)
+    module = torch.nn.Linear(2, 2)
+    cb = FiniteLoss(check_every=10, lazy=True)
+    for step, loss in enumerate([1.0, float("nan"), 2.0, 3.0], start=1):
+        trainer.global_step = step
+        cb.on_train_batch_end(trainer, module, {"loss": torch.tensor(loss)}, None, step)  # no raise: not read yet
+    with pytest.raises(NonFiniteError, match="train/loss is NaN/Inf at step 2"):
+        cb.on_save_checkpoint(trainer, module, {})
+    cb = FiniteLoss(check_every=2, lazy=True)
+    trainer.global_step = 1
+    cb.on_train_batch_end(trainer, module, {"loss": torch.tensor(float("inf"))}, None, 0)
+    trainer.global_step = 2
+    with pytest.raises(NonFiniteError, match="at step 1"):
+        cb.on_train_batch_end(trainer, module, {"loss": torch.tensor(1.0)}, None, 1)
