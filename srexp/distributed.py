@@ -25,7 +25,7 @@ _CONFIG_FLAGS = ("--config-dir", "-cd", "--config-name", "-cn", "--config-path",
 
 
 def _quote(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return "'" + value.replace("'", "\\'") + "'"  # a Hydra quoted value: only quotes are escaped
 
 
 def _relaunches_script(trainer) -> bool:
@@ -80,8 +80,9 @@ def pin_ddp_child(argv: list[str] | None = None) -> None:
     for i, a in enumerate(argv[1:], start=1):
         if a.split("=", 1)[0] in _CONFIG_FLAGS:
             flags += [a] if "=" in a else argv[i : i + 2]
-    argv[1:] = [*flags, *job["overrides"], f"hydra.run.dir={_quote(job['run_dir'])}", "hydra.output_subdir=null",
-                f"hydra.job.name=ddp_rank_{rank}"]
+    # hydra.mode=RUN: a preset may set MULTIRUN itself (+hparams_search=…)
+    argv[1:] = [*flags, *job["overrides"], "hydra.mode=RUN", f"hydra.run.dir={_quote(job['run_dir'])}",
+                "hydra.output_subdir=null", f"hydra.job.name=ddp_rank_{rank}"]
 
 
 def end_ddp_job(trainer) -> None:

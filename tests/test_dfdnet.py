@@ -44,7 +44,8 @@ def one_thread():
 def faces():
     root = data_root()
     if root is None or not (root / "faces" / "CodeFormer_cropped_faces").is_dir():
-        pytest.skip("face crops not found: set SREXP_DATA to the folder holding faces/{GFPGAN,CodeFormer}_cropped_faces")
+        pytest.skip("face crops not found: set SREXP_DATA to the folder holding faces/GFPGAN_cropped_faces and "
+                    "faces/CodeFormer_cropped_faces")
     return root / "faces"
 
 
@@ -204,7 +205,8 @@ def test_face_data_batches_boxes_from_landmarks_and_degrades_on_transfer(faces, 
                         num_workers=0, samples=4, landmarks=str(tmp_path / "lm.json"))
     dm.setup("fit")
     hq, boxes, k = next(iter(dm.train_dataloader()))
-    assert hq.dtype == torch.uint8 and hq.shape == (2, 3, SIZE, SIZE) and boxes.shape == (2, 4, 4) and k.tolist() == [0, 1]
+    assert hq.dtype == torch.uint8 and hq.shape == (2, 3, SIZE, SIZE) and boxes.shape == (2, 4, 4)
+    assert k.tolist() == [0, 1]
     lq, hq_f, boxes_f = dm.on_after_batch_transfer(dm.on_before_batch_transfer((hq, boxes, k)))
     assert lq.shape == hq_f.shape and lq.dtype == torch.float32 and (lq - hq_f).abs().mean() > 0.01
     again = dm.on_after_batch_transfer(dm.on_before_batch_transfer((hq, boxes, k)))[0]

@@ -219,6 +219,26 @@ def test_ddp_inside_multirun_runs_each_job_once(folders, tmp_path):
         assert w["config"]["net"]["num_feat"] == width and "val/psnr" in w["keys"]
 
 
+def test_srmetrics_counts_a_repeated_image_once():
+    """DistributedSampler pads 3 images on 2 ranks to 4 by repeating image 0: the mean must stay over 3."""
+    import torch
+
+    from srexp.metrics import SRMetrics
+
+    hr = torch.full((1, 1, 16, 16), 100.0, dtype=torch.float64)
+    m = SRMetrics(border=0)
+    for idx, err in ((0, 1.0), (2, 2.0), (1, 4.0), (0, 1.0)):  # rank 0: [0, 2], rank 1: [1, 0 again]
+        m.update(hr + err, hr, index=torch.tensor([idx]))
+    out = m.compute()
+    assert out["index"].tolist() == [0, 1, 2]
+    expected = [10 * np.log10(255**2 / e**2) for e in (1.0, 4.0, 2.0)]
+    assert out["psnr_per_image"].tolist() == pytest.approx(expected)
+    assert out["psnr"].item() == pytest.approx(np.mean(expected))
+    one = SRMetrics(border=0)
+    one.update(hr + 1, hr, index=torch.tensor([0]))
+    assert one.compute()["psnr_per_image"].reshape(-1).tolist() == pytest.approx([10 * np.log10(255**2)])
+
+
 def test_ddp_child_is_pinned_to_its_job(monkeypatch):
     job = {"overrides": ["net.num_feat=8", "+sweep=compare_upsampling_cpu"], "run_dir": "/tmp/sweep/3"}
     monkeypatch.setenv(ENV, json.dumps(job))
@@ -229,7 +249,8 @@ def test_ddp_child_is_pinned_to_its_job(monkeypatch):
     monkeypatch.setenv("LOCAL_RANK", "1")
     pin_ddp_child(argv)
     assert argv == ["srexp-train", "--config-name", "train", "net.num_feat=8", "+sweep=compare_upsampling_cpu",
-                    "hydra.run.dir='/tmp/sweep/3'", "hydra.output_subdir=null", "hydra.job.name=ddp_rank_1"]
+                    "hydra.mode=RUN", "hydra.run.dir='/tmp/sweep/3'", "hydra.output_subdir=null",
+                    "hydra.job.name=ddp_rank_1"]
 
 
 def test_unworkable_ddp_launches_are_one_line_errors(monkeypatch):

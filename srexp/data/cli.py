@@ -163,15 +163,17 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="srexp-data", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--root", help="the data root (default: $SREXP_DATA)")
+    root = argparse.ArgumentParser(add_help=False)  # --root also after the command; SUPPRESS keeps the first one
+    root.add_argument("--root", default=argparse.SUPPRESS, help="the data root (default: $SREXP_DATA)")
     sub = p.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("list", help="what is found under the data root, with counts and problems")
-    d = sub.add_parser("download", help="fetch sets or archives into the data root")
+    sub.add_parser("list", parents=[root], help="what is found under the data root, with counts and problems")
+    d = sub.add_parser("download", parents=[root], help="fetch sets or archives into the data root")
     d.add_argument("names", nargs="+", metavar="NAME")
     d.add_argument("--url", help="fetch from this URL instead of the registry's (one archive)")
     d.add_argument("--sha256", help="check the download against this SHA-256")
     d.add_argument("--force", action="store_true", help="refetch and replace what is in place")
     d.add_argument("--keep", action="store_true", help="keep the archive in <root>/.downloads/")
-    v = sub.add_parser("verify", help="check every found set (or the named ones)")
+    v = sub.add_parser("verify", parents=[root], help="check every found set (or the named ones)")
     v.add_argument("names", nargs="*", metavar="NAME")
     return p
 

@@ -27,6 +27,7 @@ generator, and the encoder may be any width (``encoder.width``; the paper's is V
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -37,6 +38,8 @@ from torch import Tensor
 
 from srexp.errors import ConfigError
 from srexp.nets.vgg import IMAGENET_MEAN, IMAGENET_STD, VGG19_FILE, hub_cache_path, vgg19_state_dict
+
+log = logging.getLogger(__name__)
 
 PARTS = ("left_eye", "right_eye", "nose", "mouth")
 PART_SIZES = (80, 80, 50, 110)  # atom side in pixels of a 512 face (the released code's part_sizes)
@@ -249,8 +252,8 @@ class MSDilateBlock(nn.Module):
 
     def __init__(self, channels: int, dilations: tuple[int, ...] = (4, 3, 2, 1)):
         super().__init__()
-        self.branches = nn.ModuleList(nn.Sequential(_conv(channels, channels, d), _lrelu(), _conv(channels, channels, d))
-                                      for d in dilations)
+        c = channels
+        self.branches = nn.ModuleList(nn.Sequential(_conv(c, c, d), _lrelu(), _conv(c, c, d)) for d in dilations)
         self.fuse = _conv(channels * len(dilations), channels)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -323,6 +326,9 @@ class DFDNet(nn.Module):
             self.dictionary_info: dict = {}
         else:
             atoms, self.dictionary_info = load_dictionary(dictionary, shapes, vgg.identity)
+            p = self.dictionary_info
+            log.info("DFDNet dictionary %s: K=%d, %s faces (sha1 %s), encoder %s", dictionary, num_atoms,
+                     p.get("images", "?"), p.get("images_sha1", "?"), vgg.identity)
         self.transfer = nn.ModuleList(
             DictionaryTransfer(c, {part: atoms[f"{part}.{layer}"] for part in PARTS}, stride, distance)
             for c, layer, stride in zip(vgg.widths, LAYERS, STRIDES))

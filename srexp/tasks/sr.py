@@ -52,10 +52,10 @@ class SRValidation:
         # compute() gathers the per-image values of every rank (DDP shards the images), so the rows and the
         # logged means are the same numbers on every rank: no sync_dist needed
         m, b = self.val_metrics.compute(), self.bicubic_metrics.compute()
+        per_image = (m["index"], m["psnr_per_image"], m["ssim_per_image"], b["psnr_per_image"], b["ssim_per_image"])
         self.val_rows = [{"index": int(i), "psnr": p.item(), "ssim": s.item(), "bicubic_psnr": bp.item(),
                           "bicubic_ssim": bs.item()}
-                         for i, p, s, bp, bs in zip(m["index"], m["psnr_per_image"], m["ssim_per_image"],
-                                                    b["psnr_per_image"], b["ssim_per_image"])]
+                         for i, p, s, bp, bs in zip(*(t.reshape(-1) for t in per_image))]  # 1 image: 0-d tensors
         self.log_dict({"val/psnr": m["psnr"].float(), "val/ssim": m["ssim"].float(),
                        "val/bicubic_psnr": b["psnr"].float(), "val/bicubic_ssim": b["ssim"].float()},
                       prog_bar=False)
