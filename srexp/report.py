@@ -113,11 +113,13 @@ def load_job(folder: Path) -> Job:
     overrides = _yaml(folder / ".hydra" / "overrides.yaml") or []
     config = _yaml(folder / "config.yaml") or _yaml(folder / ".hydra" / "config.yaml") or {}
     metrics = None
-    if (folder / "val_metrics.json").is_file():
-        try:
+    try:
+        if (folder / "val_metrics.json").is_file():
             metrics = json.loads((folder / "val_metrics.json").read_text())
-        except json.JSONDecodeError:
-            metrics = None
+        if metrics is not None and (folder / "benchmark.json").is_file():  # test_sets: the standard sets' rows
+            metrics["benchmark"] = json.loads((folder / "benchmark.json").read_text()).get("rows", [])
+    except json.JSONDecodeError:
+        metrics = None
     return Job(folder, [str(o) for o in overrides], choices, config, metrics, loss_curve(folder))
 
 

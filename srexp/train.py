@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -70,6 +71,8 @@ def train_samples(cfg: DictConfig, world_size: int = 1) -> int:
 def run(cfg: DictConfig, run_dir: str | None = None, callbacks: list = ()) -> dict:
     """Train, validate the best checkpoint, and (``test_sets``) print the paper-vs-ours table. ``callbacks``: extra
     Lightning callbacks (bench/reproduce.py's timed evaluation)."""
+    if HydraConfig.initialized():
+        finish_wandb(exit_code=1)  # left open by an earlier job of this sweep (process) that failed
     L.seed_everything(cfg.seed, workers=True)
     if run_dir is None:
         run_dir = HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else "outputs/run"
@@ -114,20 +117,16 @@ def run(cfg: DictConfig, run_dir: str | None = None, callbacks: list = ()) -> di
             choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
             method = choices.get("arch") if choices.get("arch") not in (None, "custom") else None
             summary["benchmark"] = benchmark_run(cfg, task.net, run_dir, method)["rows"]
-    finish_wandb(trainer)
+    finish_wandb()
     end_ddp_job(trainer)
     return summary
 
 
-def finish_wandb(trainer: L.Trainer) -> None:
+def finish_wandb(exit_code: int = 0) -> None:
     """One W&B run per job: the next job of a sweep (same process) must not log into this one."""
-    from lightning.pytorch.loggers import WandbLogger
-
-    if any(isinstance(logger, WandbLogger) for logger in trainer.loggers):
-        import wandb
-
-        if wandb.run is not None:
-            wandb.finish()
+    wandb = sys.modules.get("wandb")  # not imported: no run to finish
+    if wandb is not None and wandb.run is not None:
+        wandb.finish(exit_code=exit_code)
 
 
 @command("srexp-train", resume=True)  # one-line errors for unknown group choices; finds the run to resume

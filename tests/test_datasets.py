@@ -183,8 +183,10 @@ def test_verify_finds_undecodable_images_and_misfit_lr(tmp_path, capsys):
 
 
 def test_verify_reference_data(shared_data, capsys):
-    rc, out, _ = run_data(capsys, "--root", str(shared_data), "verify", "Set5", "Set14")
+    rc, out, _ = run_data(capsys, "verify", "Set5", "Set14", "--root", str(shared_data))
     assert rc == 0 and "Set5: ok" in out and "Set14: ok" in out
+    rc, _, err = run_data(capsys, "list", "--root", str(shared_data / "nope"))
+    assert rc == 2 and err == f"srexp-data: error: data root {shared_data / 'nope'} (--root) does not exist\n"
 
 
 def div2k_like(root: Path, n: int = 2, size=(36, 30)) -> list[Path]:

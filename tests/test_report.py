@@ -99,6 +99,16 @@ def test_mixed_protocols_refused_in_one_line_unless_allowed(sweep, capsys):
     assert ("y_float", "1") in ranks and ("rgb_uint8", "1") in ranks  # each protocol ranked apart
 
 
+def test_test_sets_become_columns(sweep):
+    rows = [{"set": "Set5", "scale": 4, "psnr": 30.125, "ssim": 0.8512, "n_images": 5, "protocol": STAMP}]
+    (sweep / "1" / "benchmark.json").write_text(json.dumps({"rows": rows, "missing": []}))
+    report([sweep])
+    by_job = {r["job"]: r for r in csv.DictReader((sweep / "leaderboard.csv").open())}
+    assert by_job["net/strategy=post net/upsample=pixel_shuffle"]["Set5 ×4 PSNR"] == "30.125"
+    assert by_job["net/strategy=pre net/upsample=interpolate"]["Set5 ×4 PSNR"] == ""
+    assert "| Set5 ×4 PSNR | Set5 ×4 SSIM |" in (sweep / "leaderboard.md").read_text()
+
+
 def test_run_folders_listed_one_by_one(sweep, tmp_path):
     report([sweep / "1", sweep / "3"], out=tmp_path / "ab")
     rows = list(csv.DictReader((tmp_path / "ab" / "leaderboard.csv").open()))

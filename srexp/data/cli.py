@@ -29,8 +29,8 @@ def require_root(root: str | None) -> Path:
     base = data_root(root)
     if base is None:
         raise DataNotFoundError("no data root: pass --root DIR or set SREXP_DATA=DIR")
-    if not base.is_dir() and not root:
-        raise DataNotFoundError(f"data root {base} (from SREXP_DATA) does not exist")
+    if not base.is_dir():
+        raise DataNotFoundError(f"data root {base} ({'--root' if root else 'SREXP_DATA'}) does not exist")
     return base
 
 
