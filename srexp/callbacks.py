@@ -75,12 +75,30 @@ class Throughput(L.Callback):
     """Training patches per second, all ranks together, logged as ``train/patches_per_s`` every
     ``log_every_n_steps`` batches, and the net's size (``model/params``, ``model/macs_per_lr_px``) at the start: the
     speed and size columns of a sweep's leaderboard. Validation time and the first ``warmup`` batches (loader start,
-    cuDNN autotuning) are left out; the GPU is synchronised only where a window closes."""
+    cuDNN autotuning) are left out; the GPU is synchronised only where a window closes.
+
+    Also the data-path telemetry: ``train/data_wait_frac`` (host time between the end of one step and the start of
+    the next — waiting for the loader and the copy to the device — over the whole step time), and at the end
+    ``train/peak_mem_gb`` (peak GPU memory allocated; on the CPU the peak resident memory of the process). The
+    totals are printed when training ends and kept in :attr:`summary` (``val_metrics.json``, srexp-report)."""
 
     def __init__(self, warmup: int = 1):
         self.warmup = warmup
         self.patches, self.seconds = 0, 0.0  # over the whole fit, for :attr:`patches_per_s`
         self._batches, self._window_patches, self._t0 = 0, 0, None
+        self.wait_s, self.step_s = 0.0, 0.0  # host seconds waiting for data / inside the step (after warmup)
+        self._end, self._start = None, None
+        self.summary: dict[str, float | None] = {}
+
+    @property
+    def data_wait_frac(self) -> float | None:
+        total = self.wait_s + self.step_s
+        return self.wait_s / total if total > 0 else None
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
+        self._start = time.perf_counter()
+        if self._end is not None and self._batches >= self.warmup:
+            self.wait_s += self._start - self._end
 
     @property
     def patches_per_s(self) -> float | None:
@@ -111,6 +129,9 @@ class Throughput(L.Callback):
             logger.log_metrics(stats, step=trainer.global_step)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
+        self._end = time.perf_counter()
+        if self._start is not None and self._batches >= self.warmup:
+            self.step_s += self._end - self._start
         self._batches += 1
         if self._batches <= self.warmup or self._t0 is None:
             self._t0 = self._now(trainer) if self._batches >= self.warmup else None
@@ -126,6 +147,7 @@ class Throughput(L.Callback):
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.state.fn == "fit":
             self._close(trainer)
+            self._end = None  # the pause for validation is not waiting for data
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.state.fn == "fit" and self._batches >= self.warmup:
@@ -133,3 +155,20 @@ class Throughput(L.Callback):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._close(trainer)
+        if trainer.strategy.root_device.type == "cuda":
+            peak = torch.cuda.max_memory_allocated(trainer.strategy.root_device) / 2**30
+        else:
+            import resource
+
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+        self.summary = {"patches_per_s": self.patches_per_s, "data_wait_frac": self.data_wait_frac,
+                        "peak_mem_gb": peak}
+        stats = {"train/peak_mem_gb": peak}
+        if self.data_wait_frac is not None:
+            stats["train/data_wait_frac"] = self.data_wait_frac
+        for logger in trainer.loggers:
+            logger.log_metrics(stats, step=trainer.global_step)
+        if trainer.is_global_zero and self.patches_per_s is not None:
+            where = "GPU memory" if trainer.strategy.root_device.type == "cuda" else "resident memory"
+            print(f"telemetry: {self.patches_per_s:,.0f} train patches/s, {100 * (self.data_wait_frac or 0):.1f}% of "
+                  f"step time waiting for data, peak {where} {peak:.2f} GB")

@@ -106,11 +106,13 @@ def run(cfg: DictConfig, run_dir: str | None = None, callbacks: list = ()) -> di
     trainer.validate(task, datamodule=dm, ckpt_path=ckpt, verbose=False)
     summary = print_val_table(task.val_rows, dm.val_pairs, title=f"validation ×{cfg.scale} ({cfg.protocol}, Y, shave {cfg.scale})",
                               quiet=not trainer.is_global_zero)
-    speed = next((cb.patches_per_s for cb in trainer.callbacks if isinstance(cb, Throughput)), None)
+    telemetry = next((cb.summary for cb in trainer.callbacks if isinstance(cb, Throughput)), {})
+    speed = telemetry.get("patches_per_s")
     summary.update({"run_dir": str(run_dir), "params": n_params, "best_ckpt": ckpt and trainer.checkpoint_callback.best_model_path,
                     "stamp": task.protocol.stamp(cfg.scale, dm.val_hash), "macs_per_lr_px": macs,
                     "patches_per_s": speed, "train_s": train_s, "steps": trainer.global_step,
-                    "world_size": trainer.world_size})
+                    "world_size": trainer.world_size, "data_wait_frac": telemetry.get("data_wait_frac"),
+                    "peak_mem_gb": telemetry.get("peak_mem_gb")})
     if trainer.is_global_zero:
         (Path(run_dir) / "val_metrics.json").write_text(json.dumps(summary, indent=2))
         if cfg.get("test_sets"):

@@ -50,9 +50,14 @@ def test_short_run_writes_run_folder_and_evaluates(folders, tmp_path):
     assert "last.ckpt" in ckpts and any(n.startswith("best") for n in ckpts)
     csv = (out / "csv" / "metrics.csv").read_text()
     assert "val/psnr" in csv and "train/loss" in csv
+    # telemetry (issue 8): throughput, data-wait fraction, peak memory in the CSV record and the summary
+    for key in ("train/patches_per_s", "train/data_wait_frac", "train/peak_mem_gb"):
+        assert key in csv.splitlines()[0], key
     assert list((out / "wandb").glob("offline-run-*"))
     summary = json.loads((out / "val_metrics.json").read_text())
     assert summary["n_images"] == 2 and summary["stamp"]["protocol"] == "rgb_uint8"
+    assert 0 <= summary["data_wait_frac"] < 1 and summary["peak_mem_gb"] > 0 and summary["patches_per_s"] > 0
+    assert "telemetry:" in r.stdout and "waiting for data" in r.stdout
 
     ckpt = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["srexp_config"]["scale"] == 2

@@ -85,9 +85,13 @@ class SRTask(SRValidation, L.LightningModule):
         scale: int = 2,
         protocol: str = "rgb_uint8",
         ema_decay: float | None = None,
+        channels_last: bool = False,
+        compile: str | None = None,
     ):
         """``ema_decay`` (e.g. 0.999): keep an exponential moving average of the net's weights (``net_ema``), used
-        for validation, evaluation and export; null = none."""
+        for validation, evaluation and export; null = none. ``channels_last``: NHWC weights and batches (faster
+        convolutions with bf16 on recent GPUs). ``compile``: a ``torch.compile`` mode (``default``,
+        ``reduce-overhead``, ``max-autotune``) for the training forward; the checkpoint keeps the plain net's keys."""
         super().__init__()
         # Only plain values go to hparams: checkpoints stay loadable with torch.load(weights_only=True). The
         # resolved config (net, optimiser, …) travels as a plain dict (srexp.callbacks.ConfigInCheckpoint).
@@ -96,6 +100,16 @@ class SRTask(SRValidation, L.LightningModule):
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.init_validation(scale, protocol)
         self.net_ema = ema_copy(net) if ema_decay else None
+        if channels_last:
+            self.net.to(memory_format=torch.channels_last)
+        # not a submodule: state_dict keys stay "net.…" whether or not the forward is compiled
+        self.__dict__["train_net"] = torch.compile(self.net, mode=compile) if compile else self.net
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int = 0):
+        batch = super().on_after_batch_transfer(batch, dataloader_idx)
+        if self.hparams.channels_last and batch[0].dim() == 4:
+            batch = (batch[0].contiguous(memory_format=torch.channels_last), *batch[1:])
+        return batch
 
     def optimizer_step(self, *args, **kwargs) -> None:
         super().optimizer_step(*args, **kwargs)
@@ -105,7 +119,7 @@ class SRTask(SRValidation, L.LightningModule):
     def training_step(self, batch, batch_idx: int) -> Tensor:
         lr, hr = batch
         s = hr.shape[-1] // lr.shape[-1]  # a multi-scale batch (data.scales) may differ from self.scale
-        out = self.net(lr) if s == self.scale else self.net(lr, scale=s)
+        out = self.train_net(lr) if s == self.scale else self.net(lr, scale=s)
         if isinstance(out, (list, tuple)):
             loss = sum(self.loss(o, hr if o.shape == hr.shape else imresize(hr, size=o.shape[-2:])) for o in out)
         else:
