@@ -114,3 +114,27 @@ def test_named_sets_found_under_root(shared_data):
     assert len(find_set("Set5", shared_data)) == 5
     assert len(find_set("Set14", shared_data)) == 14
     assert len(find_set("291", shared_data)) == 291
+
+
+def test_disk_cache_decodes_once_and_maps_later(tmp_path, monkeypatch):
+    import srexp.data.datamodule as dmod
+    from srexp.data.datamodule import load_pairs
+
+    write_images(tmp_path / "imgs", n=2, size=(40, 36))
+    first = load_pairs([str(tmp_path / "imgs")], None, 2, 3, "rgb_uint8", cache_dir=str(tmp_path / "cache"))
+    assert len(list((tmp_path / "cache").iterdir())) == 2
+
+    def no_decoding(item):
+        raise AssertionError(f"decoded {item} again")
+
+    monkeypatch.setattr(dmod, "load_item", no_decoding)
+    again = load_pairs([str(tmp_path / "imgs")], None, 2, 3, "rgb_uint8", cache_dir=str(tmp_path / "cache"))
+    for a, b in zip(first, again):
+        assert a.name == b.name and torch.equal(a.lr, b.lr) and torch.equal(a.hr, b.hr)
+        assert torch.equal(a.ref_y, b.ref_y)
+    # another scale is another key: decoding is needed again
+    with pytest.raises(AssertionError, match="decoded"):
+        load_pairs([str(tmp_path / "imgs")], None, 4, 3, "rgb_uint8", cache_dir=str(tmp_path / "cache"))
+    monkeypatch.undo()
+    train = load_pairs([str(tmp_path / "imgs")], None, 2, 3, "rgb_uint8", keep_ref=False)
+    assert train[0].ref_y.numel() == 0 and torch.equal(train[0].lr, first[0].lr)  # training drops the reference

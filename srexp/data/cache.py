@@ -33,22 +33,26 @@ def _load(folder: Path, fields: tuple[str, ...]) -> dict[str, torch.Tensor]:
         return {f: torch.from_numpy(np.load(folder / f"{f}.npy", mmap_mode="r")) for f in fields}
 
 
-def cached(cache_dir: str | os.PathLike | None, key: str, fields: tuple[str, ...],
-           make: Callable[[], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """``make()`` once per key; later calls (this run or the next) map the saved arrays. No cache_dir: just make."""
+def lookup(cache_dir: str | os.PathLike | None, key: str, fields: tuple[str, ...]) -> dict[str, torch.Tensor] | None:
+    """The cached arrays of ``key`` (memory-mapped), or None."""
     if not cache_dir:
-        return make()
+        return None
     folder = Path(cache_dir).expanduser() / key
-    if (folder / "done").is_file():
-        return _load(folder, fields)
-    arrays = make()
+    return _load(folder, fields) if (folder / "done").is_file() else None
+
+
+def store(cache_dir: str | os.PathLike | None, key: str, arrays: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Save ``arrays`` under ``key`` and return them memory-mapped (as given where there is no cache_dir)."""
+    if not cache_dir:
+        return arrays
+    folder = Path(cache_dir).expanduser() / key
     tmp = folder.with_name(f"{key}.tmp{os.getpid()}")
     tmp.mkdir(parents=True, exist_ok=True)
-    for f in fields:
-        np.save(tmp / f"{f}.npy", arrays[f].contiguous().numpy())
+    for f, a in arrays.items():
+        np.save(tmp / f"{f}.npy", a.contiguous().numpy())
     (tmp / "done").touch()
     try:
         os.replace(tmp, folder)  # atomic: concurrent writers (DDP ranks, sweep jobs) race harmlessly
     except OSError:  # another process won; its copy is identical
         shutil.rmtree(tmp, ignore_errors=True)
-    return _load(folder, fields) if (folder / "done").is_file() else arrays
+    return lookup(cache_dir, key, tuple(arrays)) or arrays

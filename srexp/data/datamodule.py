@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from srexp.data.cache import lookup, pair_key, store
 from srexp.data.benchmarks import DataNotFoundError, premade_lr_file, resolve
 from srexp.data.images import ImageError, load_image, to_channels
 from srexp.errors import ConfigError
@@ -87,15 +88,25 @@ def premade_lr(hr: Tensor, lr_img: Tensor, scale: int, channels: int, protocol: 
 
 
 def load_pairs(specs: Sequence[str], root, scale: int, channels: int, protocol: str, min_hr: int = 0,
-               lr_source: str = "make") -> list[Pair]:
+               lr_source: str = "make", cache_dir: str | None = None, keep_ref: bool = True) -> list[Pair]:
     """``lr_source``: ``make`` the LR by the protocol's degradation; ``files``: use the bicubic LR shipped beside
     each HR image (DIV2K's ``DIV2K_train_LR_bicubic/X2/0001x2.png``; an error where one is missing); ``auto``:
-    shipped files where present, made otherwise."""
+    shipped files where present, made otherwise. ``cache_dir``: keep the decoded pairs there (memory-mapped;
+    the next run skips decoding and resizing). ``keep_ref=False`` drops the float64 metric reference, which
+    training does not use (8 bytes per HR pixel: 18 GB for DIV2K)."""
     if lr_source not in LR_SOURCES:
         raise DataNotFoundError(f"data.lr_source={lr_source} is unknown (valid: {', '.join(LR_SOURCES)})")
     items = [it for spec in specs for it in resolve(spec, root)]
     pairs, skipped = [], []
+    fields = ("lr", "hr", "ref_y") if keep_ref else ("lr", "hr")
     for it in items:
+        name = Path(it).stem if "/" in it else it.split(":")[-1]
+        key = pair_key(it, scale=scale, channels=channels, protocol=protocol, lr_source=lr_source,
+                       keep_ref=keep_ref) if cache_dir else None
+        hit = lookup(cache_dir, key, fields) if key else None
+        if hit is not None:
+            pairs.append(Pair(name, hit["lr"], hit["hr"], hit.get("ref_y", _NO_REF)))
+            continue
         try:
             img = load_item(it)
         except ImageError as e:
@@ -111,8 +122,13 @@ def load_pairs(specs: Sequence[str], root, scale: int, channels: int, protocol: 
                                     f"LR_bicubic/X{scale}/ beside HR/; valid: data.lr_source=make|auto)")
         try:
             lr_img = load_item(str(lr_file)) if lr_file is not None else None
-            pairs.append(make_pair(Path(it).stem if "/" in it else it.split(":")[-1], img, scale, channels, protocol,
-                                   lr_img))
+            p = make_pair(name, img, scale, channels, protocol, lr_img)
+            if not keep_ref:
+                p.ref_y = _NO_REF
+            if key:
+                saved = store(cache_dir, key, {f: getattr(p, f) for f in fields})
+                p.lr, p.hr, p.ref_y = saved["lr"], saved["hr"], saved.get("ref_y", p.ref_y)
+            pairs.append(p)
         except (ImageError, DataNotFoundError) as e:
             skipped.append(f"{lr_file}: {e}")
     if skipped:
@@ -120,6 +136,9 @@ def load_pairs(specs: Sequence[str], root, scale: int, channels: int, protocol: 
     if not pairs:
         raise DataNotFoundError(f"no usable images in {list(specs)} ({len(skipped)} skipped: {'; '.join(skipped[:3])})")
     return pairs
+
+
+_NO_REF = torch.empty(0, dtype=torch.float64)  # training pairs carry no metric reference
 
 
 class PatchDataset(Dataset):
@@ -216,6 +235,7 @@ class SRDataModule(L.LightningDataModule):
         val_dir: str | None = None,
         lr_source: str = "make",
         scales: Sequence[int] | None = None,
+        cache_dir: str | None = None,
     ):
         """``train``/``val``: source specs (named sets, folders, ``skimage:NAME``); ``train_dir``/``val_dir``: one
         more folder each (the ``data=folder`` shortcut). ``lr_source`` (training pairs only; validation always
@@ -229,16 +249,19 @@ class SRDataModule(L.LightningDataModule):
         self.patch_size, self.batch_size, self.num_workers = patch_size, batch_size, num_workers
         self.samples, self.augment, self.root, self.seed, self.pin_memory = samples, augment, root, seed, pin_memory
         self.lr_source, self.scales = lr_source, sorted({int(s) for s in (scales or [scale])})
+        self.cache_dir = cache_dir  # decoded pairs on disk (srexp.data.cache); null = decode every run
         self.train_pairs: dict[int, list[Pair]] | list[Pair] | None = None  # {scale: pairs} when multi-scale
         self.val_pairs: list[Pair] | None = None
 
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit") and self.train_pairs is None and self.train_specs:
             by_scale = {s: load_pairs(self.train_specs, self.root, s, self.channels, self.protocol,
-                                      min_hr=self.patch_size, lr_source=self.lr_source) for s in self.scales}
+                                      min_hr=self.patch_size, lr_source=self.lr_source, cache_dir=self.cache_dir,
+                                      keep_ref=False) for s in self.scales}
             self.train_pairs = by_scale if self.multiscale else by_scale[self.scales[0]]
         if self.val_pairs is None and self.val_specs:
-            self.val_pairs = load_pairs(self.val_specs, self.root, self.scale, self.channels, self.protocol)
+            self.val_pairs = load_pairs(self.val_specs, self.root, self.scale, self.channels, self.protocol,
+                                        cache_dir=self.cache_dir)
 
     @property
     def multiscale(self) -> bool:
