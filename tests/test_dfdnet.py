@@ -32,13 +32,6 @@ ENV = {"OMP_NUM_THREADS": "1"}
 HELD_BACK = "Adele_crop.png"  # in no dictionary, no training and no validation set
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny convs on a shared 2-core box: threads only contend
-    yield
-    torch.set_num_threads(n)
-
 
 @pytest.fixture(scope="module")
 def faces():

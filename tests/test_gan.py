@@ -24,13 +24,6 @@ GAN_TINY = [o for o in TINY if not o.startswith("trainer.max_steps")] + [
 VGG_D_TINY = ["task.discriminator.dense=16"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny convs on a shared 2-core box: threads only contend
-    yield
-    torch.set_num_threads(n)
-
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):

@@ -20,13 +20,6 @@ TV_CONVS = {0: (64, 3), 2: (64, 64), 5: (128, 64), 7: (128, 128), 10: (256, 128)
             30: (512, 512), 32: (512, 512), 34: (512, 512)}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny convs on a shared 2-core box: threads only contend
-    yield
-    torch.set_num_threads(n)
-
 
 def tv_state_dict(upto: int, seed: int = 0) -> dict:
     """A state dict with torchvision's VGG19 key names and shapes for features.0 … features.<upto>, plus a

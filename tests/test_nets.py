@@ -23,14 +23,6 @@ UPSAMPLES = sorted(p.stem for p in (CONF / "net" / "upsample").glob("*.yaml"))
 LR = (7, 9)  # odd on purpose: validation runs on whole images of any size
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny convs: thread hand-off costs more than the work (10-100x slower on a loaded 2-core box)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def compose_cfg(*overrides: str):
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):

@@ -22,14 +22,6 @@ METHOD = {"srcnn": "srcnn", "fsrcnn": "fsrcnn", "vdsr": "vdsr", "lapsrn": "lapsr
           "srresnet": "srresnet", "srgan": "srgan"}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small convs on a shared 2-core machine: one thread is several times faster than two fighting."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):

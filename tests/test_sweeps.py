@@ -75,15 +75,6 @@ def check_report(sweep: Path) -> None:
         shows_data(sweep / png)
 
 
-@pytest.fixture
-def one_thread():
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # as FAST, in this process
-    yield
-    torch.set_num_threads(n)
-
 
 def test_budget_presets_match_within_tolerance(one_thread):
     for sweep, target in (("compare_upsampling", 250_000), ("compare_upsampling_cpu", 26_000)):
