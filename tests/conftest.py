@@ -61,6 +61,15 @@ def run_cli(module: str, *args: str, env: dict | None = None, timeout: int = 600
                           timeout=timeout, cwd=REPO)
 
 
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory) -> Path:
+    """A tiny train/ and val/ folder of smooth colour images (3 and 2 images)."""
+    root = tmp_path_factory.mktemp("imgs")
+    write_images(root / "train", n=3, size=(64, 56))
+    write_images(root / "val", n=2, size=(48, 40), seed=1)
+    return root
+
+
 def write_images(folder: Path, n: int = 3, size=(48, 40), seed: int = 0, mode: str = "RGB") -> list[Path]:
     """Smooth random colour images (a learnable signal, unlike white noise)."""
     folder.mkdir(parents=True, exist_ok=True)

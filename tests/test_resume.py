@@ -18,14 +18,6 @@ from srexp.resume import AtomicCheckpointIO, find_run, identity_overrides
 STEPS, KILL_AT = 12, 6
 
 
-@pytest.fixture(scope="module")
-def folders(tmp_path_factory):
-    root = tmp_path_factory.mktemp("imgs")
-    write_images(root / "train", n=3, size=(64, 56))
-    write_images(root / "val", n=2, size=(48, 40), seed=1)
-    return root
-
-
 def common(folders) -> list[str]:
     keep = [o for o in TINY if not o.startswith(("trainer.max_steps", "trainer.val_check_interval"))]
     return [*keep, f"trainer.max_steps={STEPS}", "trainer.val_check_interval=4", "data=folder",

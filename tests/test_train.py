@@ -13,14 +13,6 @@ from srexp.train import run
 PRESETS = sorted(p.stem for p in (CONF_DIR / "arch").glob("*.yaml"))
 
 
-@pytest.fixture(scope="module")
-def folders(tmp_path_factory):
-    root = tmp_path_factory.mktemp("imgs")
-    write_images(root / "train", n=3, size=(64, 56))
-    write_images(root / "val", n=2, size=(48, 40), seed=1)
-    return root
-
-
 def folder_overrides(folders):
     return ["data=folder", f"data.train_dir={folders / 'train'}", f"data.val_dir={folders / 'val'}"]
 
