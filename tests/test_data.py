@@ -138,3 +138,30 @@ def test_disk_cache_decodes_once_and_maps_later(tmp_path, monkeypatch):
     monkeypatch.undo()
     train = load_pairs([str(tmp_path / "imgs")], None, 2, 3, "rgb_uint8", keep_ref=False)
     assert train[0].ref_y.numel() == 0 and torch.equal(train[0].lr, first[0].lr)  # training drops the reference
+
+
+def test_random_degradation_on_device_is_seeded_by_step():
+    from srexp.ops.degrade import RandomDegradation
+    from srexp.ops.resize import imresize
+
+    g = torch.Generator().manual_seed(0)
+    hr = torch.rand(4, 3, 32, 32, generator=g)
+    deg = RandomDegradation(p_blur=1.0, p_noise=1.0, p_jpeg=1.0, seed=3)
+    a, b, c = deg(hr, 2, step=7), deg(hr, 2, step=7), deg(hr, 2, step=8)
+    assert a.shape == (4, 3, 16, 16) and torch.equal(a, b) and not torch.equal(a, c)
+    assert torch.equal(a, torch.round(a * 255) / 255)  # 8-bit values
+    clean = imresize(hr, scale=0.5)
+    assert (a - clean).abs().mean() > 0.005  # degraded, not just resized
+    off = RandomDegradation(p_blur=0.0, p_noise=0.0, p_jpeg=0.0)
+    assert torch.allclose(off(hr, 2, step=0), torch.round(clean.clamp(0, 1) * 255) / 255)
+    assert deg(hr[:, :1], 2, step=0).shape == (4, 1, 16, 16)  # Y nets: no JPEG, the rest applies
+
+
+def test_blind_degradation_trains_through_the_composed_config(folders, tmp_path):
+    from conftest import TINY, compose_cfg
+    from srexp.train import run
+
+    cfg = compose_cfg("train", [*TINY, "data=folder", f"data.train_dir={folders / 'train'}",
+                                f"data.val_dir={folders / 'val'}", "task/degradation=blind", "debug=fdr"])
+    assert cfg.task.degradation._target_.endswith("RandomDegradation")
+    run(cfg, run_dir=str(tmp_path))

@@ -99,3 +99,37 @@ def jpeg(x: Tensor, quality: Tensor | float) -> Tensor:
     m_inv = torch.tensor(_YCC2RGB, dtype=work.dtype, device=work.device)
     out = torch.einsum("ij,njhw->nihw", m_inv, torch.cat([y, cbcr], 1)).round().clamp(0, 255)
     return (out[..., :h, :w] / 255).to(x.dtype)
+
+
+class RandomDegradation:
+    """Blind-SR training input made on the device from the HR batch: per-sample Gaussian blur → MATLAB-bicubic
+    ×1/scale → Gaussian noise → JPEG (RGB only), each applied with its probability and a strength drawn per sample.
+
+    Used by ``SRTask(degradation=…)`` in ``on_after_batch_transfer`` on training batches only (validation keeps the
+    protocol's exact LR, so the numbers stay comparable). The draws come from a generator seeded by (seed, step):
+    a resumed run degrades its batches as the uninterrupted one did, with no host–device sync.
+    """
+
+    def __init__(self, blur_sigma=(0.2, 2.0), noise_sigma=(1.0, 10.0), jpeg_quality=(40.0, 95.0),
+                 p_blur: float = 0.5, p_noise: float = 0.5, p_jpeg: float = 0.5, seed: int = 0):
+        self.blur, self.noise, self.quality = (tuple(map(float, r)) for r in (blur_sigma, noise_sigma, jpeg_quality))
+        self.p_blur, self.p_noise, self.p_jpeg, self.seed = p_blur, p_noise, p_jpeg, seed
+
+    def __call__(self, hr: Tensor, scale: int, step: int) -> Tensor:
+        from srexp.ops.resize import imresize
+
+        n, c = hr.shape[:2]
+        gen = torch.Generator(device=hr.device).manual_seed(self.seed * 1_000_003 + step)
+
+        def draw(lo_hi: tuple[float, float], p: float) -> Tensor:
+            u, gate = torch.rand(2, n, generator=gen, device=hr.device)
+            return torch.where(gate < p, lo_hi[0] + u * (lo_hi[1] - lo_hi[0]), torch.zeros_like(u))
+
+        x = gaussian_blur(hr, draw(self.blur, self.p_blur), max_sigma=self.blur[1])
+        x = imresize(x, scale=1 / scale)
+        noise = torch.randn(x.shape, generator=gen, device=hr.device, dtype=x.dtype)
+        x = (x + noise * draw(self.noise, self.p_noise).view(n, 1, 1, 1) / 255).clamp(0, 1)
+        if c == 3:
+            q = draw(self.quality, self.p_jpeg)
+            x = torch.where((q > 0).view(n, 1, 1, 1), jpeg(x, q.clamp(min=1).round()), x)
+        return torch.round(x * 255) / 255

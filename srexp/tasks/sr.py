@@ -87,6 +87,7 @@ class SRTask(SRValidation, L.LightningModule):
         ema_decay: float | None = None,
         channels_last: bool = False,
         compile: str | None = None,
+        degradation: Callable[[Tensor, int, int], Tensor] | None = None,
     ):
         """``ema_decay`` (e.g. 0.999): keep an exponential moving average of the net's weights (``net_ema``), used
         for validation, evaluation and export; null = none. ``channels_last``: NHWC weights and batches (faster
@@ -95,7 +96,8 @@ class SRTask(SRValidation, L.LightningModule):
         super().__init__()
         # Only plain values go to hparams: checkpoints stay loadable with torch.load(weights_only=True). The
         # resolved config (net, optimiser, …) travels as a plain dict (srexp.callbacks.ConfigInCheckpoint).
-        self.save_hyperparameters(ignore=["net", "loss", "optimizer", "scheduler"])
+        self.save_hyperparameters(ignore=["net", "loss", "optimizer", "scheduler", "degradation"])
+        self.degradation = degradation  # e.g. srexp.ops.degrade.RandomDegradation: training LR made on the device
         self.net, self.loss = net, loss
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.init_validation(scale, protocol)
@@ -107,6 +109,9 @@ class SRTask(SRValidation, L.LightningModule):
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int = 0):
         batch = super().on_after_batch_transfer(batch, dataloader_idx)
+        if self.degradation is not None and self.trainer is not None and self.trainer.training and len(batch) == 2:
+            lr, hr = batch
+            batch = (self.degradation(hr, hr.shape[-1] // lr.shape[-1], self.global_step), hr)
         if self.hparams.channels_last and batch[0].dim() == 4:
             batch = (batch[0].contiguous(memory_format=torch.channels_last), *batch[1:])
         return batch
