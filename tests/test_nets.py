@@ -203,3 +203,46 @@ def test_bicubic_preset_is_matlab_imresize() -> None:
     net = build_net(compose_cfg("arch=bicubic", "scale=3").net)
     x = torch.rand(1, 3, 7, 9)
     assert torch.equal(net(x), imresize(x, scale=3))
+
+
+@pytest.mark.parametrize("k,scale,cin,cout", [(9, 3, 56, 1), (9, 2, 8, 3), (9, 4, 4, 1), (4, 2, 6, 6), (6, 2, 3, 2),
+                                               (8, 4, 2, 2), (3, 3, 2, 2), (12, 8, 2, 2), (7, 2, 2, 2), (5, 1, 3, 3)])
+def test_transposed_subpixel_is_the_same_layer(k, scale, cin, cout):
+    """impl=subpixel (conv + pixel_shuffle from the gathered ConvTranspose2d weight) computes the deconvolution:
+    same output, same gradients for the input, weight and bias, on odd sizes."""
+    from srexp.nets.upsample import TransposedUp
+
+    torch.manual_seed(k * 10 + scale)
+    up = TransposedUp(cin, cout, scale, k, impl="deconv")
+    x = torch.randn(2, cin, 5, 7, requires_grad=True)
+    grads = []
+    for impl in ("deconv", "subpixel"):
+        up.deconv.impl = impl
+        y = up(x)
+        assert y.shape == (2, cout, 5 * scale, 7 * scale)
+        grads.append([y, *torch.autograd.grad(y.square().sum(), [x, up.deconv.weight, up.deconv.bias])])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5 * a.abs().max().item())
+
+
+def test_transposed_impl_is_checked():
+    from srexp.nets.upsample import TransposedUp
+
+    with pytest.raises(ConfigError, match="net.upsample.impl=nope is unknown"):
+        TransposedUp(4, 4, 2, impl="nope")
+
+
+def test_subpixel_deconv_keeps_macs_and_receptive_field():
+    """The hooks that count MACs and bound the tiling overlap see the layer whichever way it is computed."""
+    from srexp.budget import macs_per_lr_pixel
+    from srexp.tiling import receptive_radius
+
+    cfg = compose_cfg("arch=fsrcnn", "scale=3")
+    seen = []
+    for impl in ("deconv", "subpixel"):
+        net = build_net(cfg.net)
+        for m in net.modules():
+            if hasattr(m, "impl"):
+                m.impl = impl
+        seen.append((macs_per_lr_pixel(net, 1), receptive_radius(net, 1)))
+    assert seen[0] == seen[1] and seen[0][0] > 0 and seen[0][1] > 0
