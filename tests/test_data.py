@@ -165,3 +165,31 @@ def test_blind_degradation_trains_through_the_composed_config(folders, tmp_path)
                                 f"data.val_dir={folders / 'val'}", "task/degradation=blind", "debug=fdr"])
     assert cfg.task.degradation._target_.endswith("RandomDegradation")
     run(cfg, run_dir=str(tmp_path))
+
+
+def test_downscale_augmentation_adds_shrunk_copies(tmp_path):
+    """data.downscale (FSRCNN's 0.9…0.6): each image also enters shrunk by MATLAB bicubic, its LR made from the
+    shrunk copy; copies smaller than the patch are left out; a factor outside (0, 1] is one line."""
+    from srexp.data.datamodule import load_pairs
+    from srexp.errors import ConfigError
+    from srexp.ops.resize import imresize
+
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (60, 40, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    pairs = load_pairs([str(tmp_path)], None, 2, 3, "rgb_uint8", min_hr=30, downscale=[0.8, 0.5])
+    assert [p.name for p in pairs] == ["a", "a@0.8"]  # 0.5 gives 20 px wide < 30: left out
+    img = torch.from_numpy(np.asarray(Image.open(tmp_path / "a.png"))).permute(2, 0, 1)
+    small = imresize(img, scale=0.8)
+    assert pairs[1].hr.shape == (3, 48, 32) and torch.equal(pairs[1].hr, small[:, :48, :32])
+    assert torch.equal(pairs[1].lr, imresize(small[:, :48, :32], scale=0.5))
+    with pytest.raises(ConfigError, match=r"data.downscale=\[1.5\]"):
+        load_pairs([str(tmp_path)], None, 2, 3, "rgb_uint8", downscale=[1.5])
+
+
+def test_lr_patch_size_sets_the_hr_patch_for_every_scale():
+    from srexp.data.datamodule import SRDataModule
+
+    for s in (2, 3, 4):
+        dm = SRDataModule(train=[], val=[], scale=s, patch_size=96, lr_patch_size=16)
+        assert dm.patch_size == 16 * s
+    assert SRDataModule(train=[], val=[], scale=3, patch_size=96).patch_size == 96

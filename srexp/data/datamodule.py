@@ -26,7 +26,7 @@ from srexp.data.images import ImageError, load_image, to_channels
 from srexp.errors import ConfigError
 from srexp.metrics import get_protocol, images_hash
 from srexp.ops.color import rgb_to_y
-from srexp.ops.resize import modcrop
+from srexp.ops.resize import imresize, modcrop
 
 LR_SOURCES = ("make", "files", "auto")
 
@@ -88,21 +88,29 @@ def premade_lr(hr: Tensor, lr_img: Tensor, scale: int, channels: int, protocol: 
 
 
 def load_pairs(specs: Sequence[str], root, scale: int, channels: int, protocol: str, min_hr: int = 0,
-               lr_source: str = "make", cache_dir: str | None = None, keep_ref: bool = True) -> list[Pair]:
+               lr_source: str = "make", cache_dir: str | None = None, keep_ref: bool = True,
+               downscale: Sequence[float] = ()) -> list[Pair]:
     """``lr_source``: ``make`` the LR by the protocol's degradation; ``files``: use the bicubic LR shipped beside
     each HR image (DIV2K's ``DIV2K_train_LR_bicubic/X2/0001x2.png``; an error where one is missing); ``auto``:
     shipped files where present, made otherwise. ``cache_dir``: keep the decoded pairs there (memory-mapped;
     the next run skips decoding and resizing). ``keep_ref=False`` drops the float64 metric reference, which
-    training does not use (8 bytes per HR pixel: 18 GB for DIV2K)."""
+    training does not use (8 bytes per HR pixel: 18 GB for DIV2K). ``downscale``: each image also enters as
+    copies shrunk by these factors (MATLAB bicubic of the uint8 image, then the protocol's degradation): FSRCNN's
+    "augmented 91-image" set is ``[0.9, 0.8, 0.7, 0.6]``; copies smaller than ``min_hr`` are left out."""
     if lr_source not in LR_SOURCES:
         raise DataNotFoundError(f"data.lr_source={lr_source} is unknown (valid: {', '.join(LR_SOURCES)})")
     items = [it for spec in specs for it in resolve(spec, root)]
     pairs, skipped = [], []
     fields = ("lr", "hr", "ref_y") if keep_ref else ("lr", "hr")
-    for it in items:
+    factors = [1.0, *(float(f) for f in downscale)]
+    if any(not 0 < f <= 1 for f in factors):
+        raise ConfigError(f"data.downscale={list(downscale)} must hold factors in (0, 1] (valid: e.g. [0.9, 0.8])")
+    too_small = 0
+    for it, factor in ((it, f) for it in items for f in factors):
         name = Path(it).stem if "/" in it else it.split(":")[-1]
+        name = name if factor == 1 else f"{name}@{factor:g}"
         key = pair_key(it, scale=scale, channels=channels, protocol=protocol, lr_source=lr_source,
-                       keep_ref=keep_ref) if cache_dir else None
+                       keep_ref=keep_ref, **({"downscale": factor} if factor != 1 else {})) if cache_dir else None
         hit = lookup(cache_dir, key, fields) if key else None
         if hit is not None:
             pairs.append(Pair(name, hit["lr"], hit["hr"], hit.get("ref_y", _NO_REF)))
@@ -110,13 +118,20 @@ def load_pairs(specs: Sequence[str], root, scale: int, channels: int, protocol: 
         try:
             img = load_item(it)
         except ImageError as e:
-            skipped.append(str(e))
+            if factor == 1:
+                skipped.append(str(e))
             continue
+        if factor != 1:
+            img = imresize(img, scale=factor)
+            if min(img.shape[-2:]) < max(min_hr, scale):
+                too_small += 1
+                continue
         if min(img.shape[-2:]) < max(min_hr, scale):
             skipped.append(f"{it}: {img.shape[-1]}×{img.shape[-2]} is smaller than the HR patch {min_hr}")
             continue
-        lr_file = premade_lr_file(it, scale) if lr_source != "make" and not it.startswith("skimage:") else None
-        if lr_source == "files" and lr_file is None:
+        lr_file = premade_lr_file(it, scale) if lr_source != "make" and not it.startswith("skimage:") and factor == 1 \
+            else None
+        if lr_source == "files" and lr_file is None and factor == 1:
             raise DataNotFoundError(f"data.lr_source=files: no shipped bicubic LR for {it} at ×{scale} (expected "
                                     f"<name>_LR_bicubic/X{scale}/<stem>x{scale}.png beside <name>_HR/, or "
                                     f"LR_bicubic/X{scale}/ beside HR/; valid: data.lr_source=make|auto)")
@@ -133,6 +148,8 @@ def load_pairs(specs: Sequence[str], root, scale: int, channels: int, protocol: 
             skipped.append(f"{lr_file}: {e}")
     if skipped:
         log.warning("skipped %d of %d images: %s", len(skipped), len(items), "; ".join(skipped[:5]))
+    if too_small:
+        log.info("data.downscale: %d shrunk copies smaller than the HR patch %d left out", too_small, min_hr)
     if not pairs:
         raise DataNotFoundError(f"no usable images in {list(specs)} ({len(skipped)} skipped: {'; '.join(skipped[:3])})")
     return pairs
@@ -160,22 +177,25 @@ class PatchDataset(Dataset):
         return self.length
 
     def __getitem__(self, k: int) -> tuple[Tensor, Tensor]:
+        # numpy views and one copy at the end: ~4× cheaper per patch than torch slicing (the loader runs in the
+        # training process on a small CPU: data.num_workers=0)
         rng = np.random.default_rng((self.seed, k))
         p = self.pairs[min(int(np.searchsorted(self.cum, rng.random(), side="right")), len(self.pairs) - 1)]
-        h, w = p.lr.shape[-2:]
+        lr, hr = p.lr.numpy(), p.hr.numpy()
+        h, w = lr.shape[-2:]
         ps, s = self.lr_patch, self.scale
         i, j = int(rng.integers(0, h - ps + 1)), int(rng.integers(0, w - ps + 1))
-        lr = p.lr[:, i : i + ps, j : j + ps]
-        hr = p.hr[:, i * s : (i + ps) * s, j * s : (j + ps) * s]
+        lr = lr[:, i : i + ps, j : j + ps]
+        hr = hr[:, i * s : (i + ps) * s, j * s : (j + ps) * s]
         if self.augment:
             hflip, vflip, rot = rng.random(3) < 0.5
             if hflip:
-                lr, hr = lr.flip(-1), hr.flip(-1)
+                lr, hr = lr[..., ::-1], hr[..., ::-1]
             if vflip:
-                lr, hr = lr.flip(-2), hr.flip(-2)
+                lr, hr = lr[..., ::-1, :], hr[..., ::-1, :]
             if rot:
-                lr, hr = lr.transpose(-1, -2), hr.transpose(-1, -2)
-        return lr.contiguous(), hr.contiguous()
+                lr, hr = lr.swapaxes(-1, -2), hr.swapaxes(-1, -2)
+        return torch.from_numpy(np.ascontiguousarray(lr)), torch.from_numpy(np.ascontiguousarray(hr))
 
 
 class MultiScalePatches(Dataset):
@@ -236,13 +256,18 @@ class SRDataModule(L.LightningDataModule):
         lr_source: str = "make",
         scales: Sequence[int] | None = None,
         cache_dir: str | None = None,
+        downscale: Sequence[float] = (),
+        lr_patch_size: int | None = None,
     ):
         """``train``/``val``: source specs (named sets, folders, ``skimage:NAME``); ``train_dir``/``val_dir``: one
         more folder each (the ``data=folder`` shortcut). ``lr_source`` (training pairs only; validation always
         makes its LR by the protocol, which is the measurement): ``make`` | ``files`` | ``auto``, see
-        :func:`load_pairs`. ``scales``: train on these scales mixed, one drawn per batch (multi-scale VDSR; the
+        :func:`load_pairs`. ``lr_patch_size``: the patch's LR side; when set it overrides ``patch_size`` (the HR
+        side) with ``lr_patch_size × scale``. ``scales``: train on these scales mixed, one drawn per batch (multi-scale VDSR; the
         net must accept any scale, as pre-upsampling nets do); null = ``[scale]``. Validation stays at ``scale``."""
         super().__init__()
+        if lr_patch_size:  # the LR side (EDSR's 48, ESPCN's 17): one recipe serves every scale
+            patch_size = int(lr_patch_size) * scale
         self.train_specs = [*(train or []), *([train_dir] if train_dir else [])]
         self.val_specs = [*(val or []), *([val_dir] if val_dir else [])]
         self.scale, self.channels, self.protocol = scale, channels, protocol
@@ -250,6 +275,7 @@ class SRDataModule(L.LightningDataModule):
         self.samples, self.augment, self.root, self.seed, self.pin_memory = samples, augment, root, seed, pin_memory
         self.lr_source, self.scales = lr_source, sorted({int(s) for s in (scales or [scale])})
         self.cache_dir = cache_dir  # decoded pairs on disk (srexp.data.cache); null = decode every run
+        self.downscale = list(downscale or [])  # training images also enter shrunk by these factors (FSRCNN)
         self.train_pairs: dict[int, list[Pair]] | list[Pair] | None = None  # {scale: pairs} when multi-scale
         self.val_pairs: list[Pair] | None = None
 
@@ -257,7 +283,7 @@ class SRDataModule(L.LightningDataModule):
         if stage in (None, "fit") and self.train_pairs is None and self.train_specs:
             by_scale = {s: load_pairs(self.train_specs, self.root, s, self.channels, self.protocol,
                                       min_hr=self.patch_size, lr_source=self.lr_source, cache_dir=self.cache_dir,
-                                      keep_ref=False) for s in self.scales}
+                                      keep_ref=False, downscale=self.downscale) for s in self.scales}
             self.train_pairs = by_scale if self.multiscale else by_scale[self.scales[0]]
         if self.val_pairs is None and self.val_specs:
             self.val_pairs = load_pairs(self.val_specs, self.root, self.scale, self.channels, self.protocol,
