@@ -34,6 +34,18 @@ PUBLISHED: dict[str, dict[str, dict[int, tuple[float, float | None]]]] = {
         4: ((31.35, 0.8838), (28.01, 0.7674), (27.29, 0.7251), (25.18, 0.7524)),
     }),
     "fsrcnn": _rows({2: (37.00, 32.63, 31.53, 29.88), 4: (30.72, 27.61, 26.98, 24.62)}),
+    # FSRCNN trained on the augmented 91-image set only (its Table 3; the row above is the 91 + General-100 model).
+    # Secondary: yjn870/FSRCNN-pytorch README (Set5), Fast-super-resolution-by-CNN README (Set14); the paper's
+    # text gives ×3 Set5 as 33.01 + 0.05 dB. The paper's third set is BSD200, not B100.
+    "fsrcnn_t91": _rows({2: (36.94, None, None, None), 3: (33.06, 29.37, None, None),
+                         4: (30.55, 27.50, None, None)}),
+    # ESPCN, 91-image model, ×3 (its Table 1). Secondary: yjn870/ESPCN-pytorch, Lornatang/ESPCN-PyTorch and
+    # 543877815/cv_practise READMEs agree on Set5; Set14 is 29.08 (cv_practise) or 29.14 (Lornatang).
+    # The paper's LR: Gaussian blur + subsampling, not MATLAB bicubic.
+    "espcn_t91": _rows({3: (32.55, 29.08, None, None)}),
+    # D-DBPN (CVPR 2018) as the SwinIR paper's Table 2 quotes it (secondary).
+    "dbpn": _rows({2: ((38.09, 0.9600), (33.85, 0.9190), (32.27, 0.9000), (32.55, 0.9324)),
+                   4: ((32.47, 0.8980), (28.82, 0.7860), (27.72, 0.7400), (26.38, 0.7946))}),
     "lapsrn": _rows({2: (37.52, 32.99, 31.80, 30.41), 4: (31.54, 28.09, 27.32, 25.21)}),
     "edsr_baseline": _rows({2: (37.99, 33.57, 32.16, 31.98), 4: (32.09, 28.58, 27.57, 26.04)}),
     "edsr": _rows({4: ((32.46, 0.8968), (28.80, 0.7876), (27.71, 0.7420), (26.64, 0.8033))}),
@@ -42,7 +54,7 @@ PUBLISHED: dict[str, dict[str, dict[int, tuple[float, float | None]]]] = {
 }
 
 PAPER_PROTOCOL: dict[str, str] = {
-    "bicubic": "y_float", "srcnn": "y_float", "vdsr": "y_float", "fsrcnn": "y_float", "lapsrn": "y_float",
+    "bicubic": "y_float", "srcnn": "y_float", "vdsr": "y_float", "fsrcnn": "y_float", "fsrcnn_t91": "y_float", "espcn_t91": "y_float", "lapsrn": "y_float", "dbpn": "rgb_uint8",
     "edsr_baseline": "rgb_uint8", "edsr": "rgb_uint8", "srresnet": "rgb_uint8", "srgan": "rgb_uint8",
 }
 

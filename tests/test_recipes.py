@@ -18,8 +18,8 @@ from srexp.train import run
 
 RECIPES = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 # recipe file prefix → srexp.published method, for the consistency check of the `paper:` blocks
-METHOD = {"srcnn": "srcnn", "fsrcnn": "fsrcnn", "vdsr": "vdsr", "lapsrn": "lapsrn", "edsr_baseline": "edsr_baseline",
-          "srresnet": "srresnet", "srgan": "srgan"}
+METHOD = {"srcnn": "srcnn", "fsrcnn": "fsrcnn_t91", "vdsr": "vdsr", "lapsrn": "lapsrn", "edsr_baseline": "edsr_baseline",
+          "srresnet": "srresnet", "srgan": "srgan", "espcn": "espcn_t91", "dbpn": "dbpn"}
 
 
 
@@ -79,6 +79,8 @@ def test_paper_blocks_agree_with_the_fact_base():
             if not key.startswith("x"):
                 continue
             for set_name, cell in cells.items():
+                if set_name not in PUBLISHED[method]:  # a set beyond the four of the fact base (Manga109)
+                    continue
                 pub = PUBLISHED[method][set_name][int(key[1:])]
                 assert cell[0] == pytest.approx(pub[0]), (recipe, set_name)
                 if len(cell) > 1:
