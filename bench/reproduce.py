@@ -37,11 +37,17 @@ class TimedEval(L.Callback):
     """Measures PSNR on whole test images every ``every_s`` seconds of training (and at the start and the end)."""
 
     def __init__(self, sets: list[str], scale: int, channels: int, protocol: str, root, every_s: float,
-                 out_csv: Path):
+                 out_csv: Path, resume: bool = False):
+        """``resume``: the run continues from a checkpoint; the curve already in ``out_csv`` is kept and its
+        clock continues from its last row."""
         self.sets, self.scale, self.channels, self.protocol, self.root = sets, scale, channels, protocol, root
         self.every_s, self.out_csv = every_s, out_csv
         self.pairs: dict[str, list] = {}
         self.rows: list[dict] = []
+        if resume and out_csv.is_file():
+            self.rows = [{k: float(v) if k != "step" else int(v) for k, v in r.items()} for r in
+                         csv.DictReader(open(out_csv))]
+        self.offset = (self.rows[-1]["wall_s"], self.rows[-1]["train_s"]) if self.rows else (0.0, 0.0)
         self.t0 = self.last = 0.0
         self.eval_s = 0.0
 
@@ -54,7 +60,8 @@ class TimedEval(L.Callback):
 
     def on_train_start(self, trainer, pl_module) -> None:
         self.t0 = self.last = time.monotonic()
-        self.measure(trainer, pl_module)
+        if not self.rows:
+            self.measure(trainer, pl_module)
 
     @torch.no_grad()
     def measure(self, trainer, pl_module) -> None:
@@ -62,8 +69,8 @@ class TimedEval(L.Callback):
         was_training = pl_module.training
         pl_module.eval()
         proto = get_protocol(self.protocol)
-        row = {"wall_s": round(start - self.t0, 2), "train_s": round(start - self.t0 - self.eval_s, 2),
-               "step": trainer.global_step}
+        row = {"wall_s": round(start - self.t0 + self.offset[0], 2),
+               "train_s": round(start - self.t0 - self.eval_s + self.offset[1], 2), "step": trainer.global_step}
         for name, pairs in self.pairs.items():
             psnrs = []
             for p in pairs:

@@ -26,6 +26,7 @@ from srexp.data.images import save_image
 from srexp.errors import ConfigError
 from srexp.nets import build_net
 from srexp.metrics import get_protocol, images_hash, psnr_ssim
+from srexp.models import TOLERANCE_DB, metadata, model_path
 from srexp.published import reference
 from srexp.cli import command
 from srexp.runtime import one_line_errors
@@ -180,8 +181,10 @@ def run(cfg: DictConfig) -> list[dict]:
     device = torch.device("cuda" if cfg.eval.device == "auto" and torch.cuda.is_available()
                           else ("cpu" if cfg.eval.device == "auto" else cfg.eval.device))
     choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
-    if cfg.ckpt:
-        tcfg, tchoices, state = load_checkpoint(cfg.ckpt)
+    if cfg.get("model") and cfg.ckpt:
+        raise ConfigError("give model=NAME or ckpt=PATH, not both")
+    if cfg.get("model") or cfg.ckpt:
+        tcfg, tchoices, state = load_checkpoint(model_path(cfg.model) if cfg.get("model") else cfg.ckpt)
         method = tchoices.get("arch") if tchoices.get("arch") not in (None, "custom") else None
         protocol = cfg.eval.protocol or tcfg.get("protocol", "rgb_uint8")
         scales = list(cfg.eval.scales or (tcfg.get("data") or {}).get("scales") or [tcfg["scale"]])
@@ -207,13 +210,34 @@ def run(cfg: DictConfig) -> list[dict]:
     print(markdown_table(rows, method, paper, missing, protocol))
     if not rows:
         raise DataNotFoundError(f"none of eval.sets={list(cfg.eval.sets)} was found: {missing[0]['reason']}")
+    moved = check_recorded(cfg.model, rows) if cfg.get("model") else []
     run_dir.mkdir(parents=True, exist_ok=True)
     text = json.dumps(rows, indent=2)
     (run_dir / "metrics.json").write_text(text)
     if cfg.eval.json:
         Path(cfg.eval.json).parent.mkdir(parents=True, exist_ok=True)
         Path(cfg.eval.json).write_text(text)
+    if moved and cfg.eval.get("check"):
+        raise ConfigError(f"model={cfg.model}: {'; '.join(moved)} (more than {TOLERANCE_DB} dB from the recorded "
+                          "numbers: the protocol or the network code changed)")
     return rows
+
+
+def check_recorded(name: str, rows: list[dict]) -> list[str]:
+    """Print ours vs the numbers recorded when the shipped model was made; return the rows that moved."""
+    recorded = {(r["set"], r["scale"]): r for r in metadata(name)["recorded"] or []}
+    lines, moved = ["", f"| set | scale | PSNR now | PSNR recorded | Δ |", "|---|---|---|---|---|"], []
+    for r in rows:
+        rec = recorded.get((r["set"], r["scale"]))
+        if rec is None:
+            lines.append(f"| {r['set']} | ×{r['scale']} | {r['psnr']:.4f} | not recorded | – |")
+            continue
+        d = r["psnr"] - rec["psnr"]
+        lines.append(f"| {r['set']} | ×{r['scale']} | {r['psnr']:.4f} | {rec['psnr']:.4f} | {d:+.4f} |")
+        if abs(d) > TOLERANCE_DB:
+            moved.append(f"{r['set']} ×{r['scale']} {r['psnr']:.4f} dB vs recorded {rec['psnr']:.4f}")
+    print("\n".join(lines))
+    return moved
 
 
 @command("srexp-eval")  # one-line errors for unknown group choices (arch=nope)

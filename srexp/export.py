@@ -21,14 +21,17 @@ log = logging.getLogger("srexp.export")
 FORMAT = "srexp-net-1"
 
 
-def save_safetensors(config: dict, choices: dict, state: dict, out: str | Path) -> Path:
+def save_safetensors(config: dict, choices: dict, state: dict, out: str | Path, **extra) -> Path:
+    """``extra``: more JSON metadata as ``srexp_<key>`` (a shipped model's ``provenance`` and ``recorded``
+    numbers, :mod:`srexp.models`)."""
     from safetensors.torch import save_file
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in state.items()}  # no shared storage
-    save_file(tensors, str(out), metadata={"format": FORMAT, "srexp_config": json.dumps(redact(config)),
-                                           "srexp_choices": json.dumps(choices)})
+    meta = {"format": FORMAT, "srexp_config": json.dumps(redact(config)), "srexp_choices": json.dumps(choices)}
+    meta.update({f"srexp_{k}": json.dumps(v) for k, v in extra.items()})
+    save_file(tensors, str(out), metadata=meta)
     return out
 
 
