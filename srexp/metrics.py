@@ -25,6 +25,7 @@ from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 import torch.nn.functional as F
 
+from srexp.errors import ConfigError
 from srexp.ops.color import rgb_to_y
 from srexp.ops.resize import imresize, modcrop
 
@@ -82,7 +83,7 @@ PROTOCOLS: dict[str, Protocol] = {
 
 def get_protocol(name: str) -> Protocol:
     if name not in PROTOCOLS:
-        raise ValueError(f"protocol={name!r} is unknown (valid: {', '.join(PROTOCOLS)})")
+        raise ConfigError(f"protocol={name!r} is unknown (valid: {', '.join(PROTOCOLS)})")
     return PROTOCOLS[name]
 
 

@@ -26,6 +26,7 @@ from srexp.budget import macs_per_lr_pixel
 from srexp.callbacks import ConfigInCheckpoint, Throughput
 from srexp.cli import command
 from srexp.distributed import check_ddp_launch, end_ddp_job, pin_ddp_child, share_job_with_ddp_children
+from srexp.metrics import get_protocol
 from srexp.nets import build_net
 from srexp.evaluate import benchmark_run
 from srexp.report_table import print_val_table
@@ -73,6 +74,7 @@ def run(cfg: DictConfig, run_dir: str | None = None, callbacks: list = ()) -> di
     Lightning callbacks (bench/reproduce.py's timed evaluation)."""
     if HydraConfig.initialized():
         finish_wandb(exit_code=1)  # left open by an earlier job of this sweep (process) that failed
+    get_protocol(cfg.protocol)  # an unknown name stops here, in one line, before any start-up chatter
     L.seed_everything(cfg.seed, workers=True)
     if run_dir is None:
         run_dir = HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else "outputs/run"

@@ -150,3 +150,10 @@ def test_unknown_group_choice_is_one_line():
         check_choices(["-m", "arch=espcn,nope"])
     check_choices(["arch=espcn", "experiment=null", "data.train_dir=/x", "+trainer.foo=1", "hydra/launcher=basic",
                    "arch=choice(espcn,fsrcnn)", "--cfg", "job"])
+
+
+def test_unknown_protocol_is_one_line():
+    r = run_cli("srexp.train", "protocol=nope", "trainer.max_steps=1", "logger=csv")
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert lines == ["srexp-train: error: protocol='nope' is unknown (valid: y_float, rgb_uint8)"], r.stderr[-800:]
