@@ -41,6 +41,13 @@ RECIPES: dict[str, list[str]] = {
     "fsrcnn_x4": ["experiment=fsrcnn_t91_cpu", "scale=4"],
     "espcn_x3": ["experiment=espcn_t91_cpu", "scale=3"],
 }
+# The GPU half (--gpu): bounded by wall time (the recipe's trainer.max_time), on one GPU, with perf=gpu.
+GPU_RECIPES: dict[str, list[str]] = {
+    "vdsr_x2": ["experiment=vdsr_gpu_fast", "scale=2", "perf=gpu"],
+    "vdsr_x3": ["experiment=vdsr_gpu_fast", "scale=3", "perf=gpu"],
+    "vdsr_x4": ["experiment=vdsr_gpu_fast", "scale=4", "perf=gpu"],
+}
+CPU_NAMES = frozenset(RECIPES)
 TEST_SETS = ["Set5", "Set14", "B100", "Urban100"]
 WITHIN_DB = 0.1  # "reproduced": within 0.1 dB of the paper, or above it
 
@@ -69,7 +76,10 @@ def machine() -> str:
         cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return f"{cpu}, {os.cpu_count()} cores; torch {__import__('torch').__version__}"
+    import torch
+
+    gpu = f"{torch.cuda.get_device_name(0)}; " if torch.cuda.is_available() else ""
+    return f"{gpu}{cpu}, {os.cpu_count()} cores; torch {torch.__version__}"
 
 
 def train_one(name: str, every_s: float) -> None:
@@ -97,7 +107,7 @@ def train_one(name: str, every_s: float) -> None:
     summary = run(cfg, run_dir=str(out), callbacks=[timed])
     last = out / "checkpoints" / "last.ckpt"
     step = torch.load(last, map_location="cpu", weights_only=True)["global_step"]
-    if step != summary["steps"]:
+    if step != summary["steps"] and cfg.trainer.max_time is None:
         raise SystemExit(f"reproduction: {last} is at step {step}, the run ended at {summary['steps']}: make "
                          "trainer.max_steps a multiple of callbacks.last_checkpoint.every_n_train_steps")
     config, choices, state = load_model(last)  # the final weights
@@ -108,9 +118,10 @@ def train_one(name: str, every_s: float) -> None:
         "train_s": round(timed.rows[-1]["train_s"], 1), "date": str(date.today()), "machine": machine(),
         "threads": torch.get_num_threads(), "train_data": {s: files_hash(root / s) for s in cfg.data.train},
     }
-    model = MODELS / f"{name}.safetensors"
+    # CPU recipes ship (small nets, srexp/models/); a GPU recipe's weights stay in its run folder
+    model = (MODELS if name in CPU_NAMES else out) / f"{name}.safetensors"
     save_safetensors(config, choices, state, model, provenance=provenance)
-    rows = measure(name, str(root))  # the shipped file, through srexp-eval's own path
+    rows = measure(model, str(root))  # the written file, through srexp-eval's own path
     save_safetensors(config, choices, state, model, provenance=provenance, recorded=rows)
     paper = OmegaConf.to_container(cfg.paper) if cfg.get("paper") else None
     record = {**provenance, "wall_s": round(time.time() - t0, 1), "scale": cfg.scale, "protocol": cfg.protocol,
@@ -122,12 +133,11 @@ def train_one(name: str, every_s: float) -> None:
     print(f"reproduction: {name}: recorded {DOCS / (name + '.json')}", flush=True)
 
 
-def measure(name: str, root: str) -> list[dict]:
-    """The shipped model's numbers on every test set present, as ``srexp-eval model=NAME`` measures them."""
+def measure(model: Path, root: str) -> list[dict]:
+    """A written model's numbers on every test set present, as ``srexp-eval model=NAME`` measures them."""
     from srexp.evaluate import benchmark, load_checkpoint, nets_from_checkpoint
-    from srexp.models import model_path
 
-    tcfg, _, state = load_checkpoint(model_path(name))
+    tcfg, _, state = load_checkpoint(model)
     nets = nets_from_checkpoint(tcfg, state, [tcfg["scale"]])
     rows, _ = benchmark(nets, TEST_SETS, tcfg["protocol"], root, "cpu")
     return [{k: r[k] for k in ("set", "scale", "psnr", "ssim", "n_images")} | {"protocol": r["protocol"]}
@@ -176,7 +186,8 @@ def time_to(curve: list[dict], target: float) -> float | None:
 
 def write_table() -> Path:
     """docs/reproduction.md's table section from the records (the prose around it stays as written)."""
-    records = [json.loads((DOCS / f"{n}.json").read_text()) for n in RECIPES if (DOCS / f"{n}.json").is_file()]
+    records = [json.loads((DOCS / f"{n}.json").read_text()) for n in [*RECIPES, *GPU_RECIPES]
+               if (DOCS / f"{n}.json").is_file()]
     lines = ["| recipe | scale | set | ours | paper | Δ | within 0.1 dB | training time | steps | machine | date | command |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     ttp = ["| recipe | Set5 at 5 min | at 15 min | at 30 min | final | time to paper − 0.5 dB | time to paper − 0.1 dB |",
@@ -220,7 +231,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--force", action="store_true", help="retrain recipes that already have a record")
     p.add_argument("--table-only", action="store_true", help="rebuild docs/reproduction.md and the plots only")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--gpu", action="store_true", help="the GPU recipes (%s), one at a time" % ", ".join(GPU_RECIPES))
     args = p.parse_args(argv)
+    if args.gpu:
+        import torch
+
+        if not torch.cuda.is_available():
+            p.error("--gpu: no CUDA device here (the GPU recipes are bounded by wall time on one GPU)")
+        RECIPES.clear()
+        RECIPES.update(GPU_RECIPES)
+        args.jobs, args.threads, args.every = 1, max(args.threads, 8), min(args.every, 15.0)
     names = [n for n in (args.only.split(",") if args.only else RECIPES) if n]
     unknown = [n for n in names if n not in RECIPES]
     if unknown:
@@ -246,8 +266,8 @@ def main(argv: list[str] | None = None) -> None:
             log = open(RUNS / f"{n}.log", "a")
             print(f"reproduction: {n} -> log {RUNS / (n + '.log')}", flush=True)
             procs.append(subprocess.Popen([sys.executable, __file__, "--child", "--only", n, "--threads",
-                                           str(args.threads), "--every", str(args.every)], env=env, stdout=log,
-                                          stderr=subprocess.STDOUT, cwd=REPO))
+                                           str(args.threads), "--every", str(args.every), *(["--gpu"] * args.gpu)],
+                                          env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO))
         failed = [n for n, q in zip(todo, procs) if q.wait() != 0]
         if failed:
             print(f"reproduction: failed: {', '.join(failed)} (logs in {RUNS}); rerun to resume them", flush=True)

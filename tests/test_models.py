@@ -50,4 +50,35 @@ def test_srexp_eval_model_by_name_prints_ours_paper_recorded(shared_data, tmp_pa
                         f"eval.root={shared_data}", f"hydra.run.dir={tmp_path}"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "| Set5 | ×3 |" in r.stdout and "33.06" in r.stdout  # the paper column (91-image FSRCNN)
-    assert "PSNR recorded" in r.stdout and "Protocol `y_float`" in r.stdout
+    assert "measured now" in r.stdout and "Protocol `y_float`" in r.stdout
+
+
+def test_srexp_eval_model_without_test_sets_prints_the_recorded_table(tmp_path):
+    """A fresh install has no Set5: the recorded table (ours | paper | Δ) still comes out, with how to re-measure."""
+    r = subprocess.run([sys.executable, "-m", "srexp.evaluate", "model=fsrcnn_x3", f"eval.root={tmp_path / 'none'}",
+                        f"hydra.run.dir={tmp_path}"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rec = {row["set"]: row for row in metadata("fsrcnn_x3")["recorded"]}
+    assert f"| Set5 | ×3 | {rec['Set5']['psnr']:.3f} / {rec['Set5']['ssim']:.4f} | 33.06 |" in r.stdout
+    assert "set not under the data root" in r.stdout and "No test set was found to re-measure" in r.stdout
+
+
+def test_reproduction_script_gpu_half_refuses_without_a_gpu(capsys):
+    import importlib.util
+
+    import torch
+
+    from conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("reproduction", REPO / "bench" / "reproduction.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert set(mod.RECIPES) == {"fsrcnn_x2", "fsrcnn_x3", "fsrcnn_x4", "espcn_x3"} and "vdsr_x2" in mod.GPU_RECIPES
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is here: --gpu would train")
+    with pytest.raises(SystemExit) as e:
+        mod.main(["--gpu"])
+    assert e.value.code == 2 and "--gpu: no CUDA device here" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        mod.main(["--only", "nope"])
+    assert "--only nope: unknown recipe" in capsys.readouterr().err
