@@ -3,5 +3,5 @@ from pathlib import Path
 
 __version__ = "0.1.0"
 
-# conf/ sits beside the package in the source tree (installed with `pip install -e .`).
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+# The configs live inside the package, so a built wheel (not only `pip install -e .`) carries them.
+CONF_DIR = Path(__file__).resolve().parent / "conf"

@@ -11,11 +11,12 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 
+from srexp import CONF_DIR
 from srexp.nets import ConfigError, build_net
 from srexp.nets.upsample import PixelShuffleUp, ReshapeUp
 
 ROOT = Path(__file__).resolve().parents[1]
-CONF = ROOT / "conf"
+CONF = CONF_DIR
 PRESETS = sorted(p.stem for p in (CONF / "arch").glob("*.yaml"))
 STRATEGIES = sorted(p.stem for p in (CONF / "net" / "strategy").glob("*.yaml"))
 BODIES = sorted(p.stem for p in (CONF / "net" / "body").glob("*.yaml"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-CONF = Path(__file__).resolve().parents[2] / "conf"
+CONF = Path(__file__).resolve().parents[1] / "conf"
 SCALES = (2, 4)
 
 # The paper's own count, and why ours differs (biases, per-channel PReLU, … ).
