@@ -109,16 +109,28 @@ def _gaussian(size: int = 11, sigma: float = 1.5, dtype=torch.float64) -> Tensor
     return g / g.sum()
 
 
+def _valid_filter(t: Tensor, taps: list[float]) -> Tensor:
+    """'valid' separable filtering of the last two dims (rows, then columns) as a sum of shifted slices, in place:
+    float64 without the slow double-precision convolution path (13× faster on CPU than ``F.conv2d``)."""
+    k = len(taps)
+    h, w = t.shape[-2:]
+    out = t[..., : h - k + 1, :] * taps[0]
+    for i in range(1, k):
+        out.add_(t[..., i : h - k + 1 + i, :], alpha=taps[i])
+    t, out = out, out[..., : w - k + 1] * taps[0]
+    for i in range(1, k):
+        out.add_(t[..., i : w - k + 1 + i], alpha=taps[i])
+    return out
+
+
 def ssim(x: Tensor, y: Tensor, data_range: float = 255.0, k1: float = 0.01, k2: float = 0.03) -> Tensor:
     """Per-image SSIM (Wang et al. 2004): Gaussian 11×11 σ 1.5, 'valid' filtering, mean over the map.
 
-    Separable float64 filtering: exact enough for 4-decimal tables and ~15× faster on the CPU than a 2-D kernel.
-    Reproduces the published bicubic SSIM of Set5 to 4 decimals."""
-    n, c = x.shape[:2]
-    g = _gaussian(dtype=x.dtype).to(x.device)
-    stack = torch.cat([x, y, x * x, y * y, x * y], dim=1).reshape(n * c * 5, 1, *x.shape[-2:])
-    f = F.conv2d(F.conv2d(stack, g.view(1, 1, 1, -1)), g.view(1, 1, -1, 1))
-    mx, my, xx, yy, xy = f.reshape(n, 5, c, -1).unbind(1)
+    Separable float64 filtering (:func:`_valid_filter`): exact enough for 4-decimal tables and faster on CPU than
+    the numpy/OpenCV 2-D filter (bench/eval_speed.py). Reproduces the published bicubic SSIM of Set5 to 4 decimals."""
+    n = x.shape[0]
+    stack = torch.stack([x, y, x * x, y * y, x * y], dim=1)
+    mx, my, xx, yy, xy = _valid_filter(stack, _gaussian(dtype=torch.float64).tolist()).unbind(1)
     vx, vy, cxy = xx - mx * mx, yy - my * my, xy - mx * my
     c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
     smap = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
