@@ -4,7 +4,7 @@
     python bench/cpu_train.py --arch fsrcnn --scale 2 --steps 30
 
 For each configuration it times forward, backward and optimizer step of srexp's own net (built from the preset)
-on the recipe's batch, in this process, and prints milliseconds per step, LR pixels per second and the ratio to
+on the recipes' batch (16) and LR patch (FSRCNN 16, ESPCN 17), in this process, and prints milliseconds per step, LR pixels per second and the ratio to
 the first (baseline) row:
 
 - ``deconv`` vs ``subpixel``: FSRCNN's transposed conv run as ConvTranspose2d or as its exact sub-pixel
@@ -41,13 +41,19 @@ def build(arch: str, scale: int, impl: str | None):
     return build_net(cfg.net)
 
 
-def time_steps(net, batch: int, lr_patch: int, scale: int, steps: int, channels_last: bool) -> dict:
+def time_steps(net, batch: int, lr_patch: int, scale: int, steps: int, channels_last: bool,
+               compile: bool = False) -> dict:
     x = torch.rand(batch, 1, lr_patch, lr_patch)
     y = torch.rand(batch, 1, lr_patch * scale, lr_patch * scale)
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
     opt = torch.optim.Adam(net.parameters(), 1e-3)
+    t_compile = time.perf_counter()
+    if compile:
+        net = torch.compile(net)
+        F.mse_loss(net(x), y).backward()  # the compilation itself, left out of the step time
+    t_compile = time.perf_counter() - t_compile
     parts = {"forward": 0.0, "backward": 0.0, "optimizer": 0.0}
     for k in range(steps + 3):
         t0 = time.perf_counter()
@@ -62,7 +68,7 @@ def time_steps(net, batch: int, lr_patch: int, scale: int, steps: int, channels_
             for name, dt in zip(parts, (t1 - t0, t2 - t1, t3 - t2)):
                 parts[name] += dt / steps
     total = sum(parts.values())
-    return {"ms": total * 1e3, "lr_px_s": batch * lr_patch * lr_patch / total, **{k: v * 1e3 for k, v in parts.items()}}
+    return {"compile_s": t_compile, "ms": total * 1e3, "lr_px_s": batch * lr_patch * lr_patch / total, **{k: v * 1e3 for k, v in parts.items()}}
 
 
 def data_ms(scale: int, lr_patch: int, batch: int) -> float | None:
@@ -85,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--arch", default=None, help="fsrcnn | espcn (default: both)")
     p.add_argument("--scale", type=int, default=3)
-    p.add_argument("--batch", type=int, default=None, help="default: the recipe's (FSRCNN 64, ESPCN 64)")
+    p.add_argument("--batch", type=int, default=None, help="default: the recipes' 16")
     p.add_argument("--lr-patch", type=int, default=None, help="default: the recipe's (FSRCNN 16, ESPCN 17)")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
@@ -98,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     print(f"# {machine()}")
     for arch in ([args.arch] if args.arch else ["fsrcnn", "espcn"]):
-        batch = args.batch or 64
+        batch = args.batch or 16
         lr_patch = args.lr_patch or (16 if arch == "fsrcnn" else 17)
         impls = ["deconv", "subpixel"] if arch == "fsrcnn" else [None]
         print(f"\n## {arch} ×{args.scale}, batch {batch}, LR patch {lr_patch}")
@@ -115,6 +121,13 @@ def main(argv: list[str] | None = None) -> None:
                           f"{r['backward']:.1f} | {r['optimizer']:.1f} | {r['lr_px_s'] / 1e3:.0f}k | "
                           f"{r['lr_px_s'] / base:.2f} |", flush=True)
         impl = impls[-1] or ""
+        try:  # torch.compile (inductor, C++ codegen on CPU) on the best eager configuration, 1 thread
+            r = time_steps(build(arch, args.scale, impl or None), batch, lr_patch, args.scale, args.steps, True, True)
+            print(f"| {impl or '–'} + torch.compile | True | 1 | {r['ms']:.1f} | {r['forward']:.1f} | "
+                  f"{r['backward']:.1f} | {r['optimizer']:.1f} | {r['lr_px_s'] / 1e3:.0f}k | {r['lr_px_s'] / base:.2f} "
+                  f"(compiling took {r['compile_s']:.0f} s) |", flush=True)
+        except Exception as e:  # noqa: BLE001 - a missing compiler is a result too
+            print(f"| torch.compile | – | 1 | failed: {str(e).splitlines()[0][:120]} |")
         cmd = [sys.executable, __file__, "--child", f"{arch}:{impl}", "--scale", str(args.scale), "--batch",
                str(batch), "--lr-patch", str(lr_patch), "--steps", str(args.steps)]
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
