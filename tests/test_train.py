@@ -134,29 +134,3 @@ def test_lightning_habits_work_from_the_command_line(tmp_path):
                 "data.num_workers=0")
     assert r.returncode == 0, r.stderr[-1500:]
     assert (tmp_path / "lim" / "val_metrics.json").is_file()
-
-
-def test_loss_border_leaves_the_patch_rim_out_of_the_loss():
-    """task.loss_border=b: the loss sees only the HR interior (b·scale pixels off each side), so the net's outputs on
-    the rim (where the zero padding reaches) get no gradient from the loss."""
-    from srexp.tasks.sr import SRTask
-
-    class Echo(torch.nn.Module):  # an "SR net" whose output is a parameter: its gradient shows which pixels count
-        def __init__(self):
-            super().__init__()
-            self.out = torch.nn.Parameter(torch.zeros(1, 1, 12, 12))
-
-        def forward(self, lr):
-            return self.out.expand(lr.shape[0], -1, -1, -1)
-
-    for border, interior in ((0, 144), (1, 36)):
-        net = Echo()
-        task = SRTask(net, torch.nn.MSELoss(reduction="sum"), optimizer=torch.optim.SGD, scale=3,
-                      protocol="y_float", loss_border=border)
-        task.log = lambda *a, **k: None
-        loss = task.training_step((torch.zeros(1, 1, 4, 4), torch.ones(1, 1, 12, 12)), 0)
-        loss.backward()
-        g = net.out.grad[0, 0]
-        assert loss.item() == interior and int((g != 0).sum()) == interior
-        if border:
-            assert g[:3].abs().sum() == 0 and g[-3:].abs().sum() == 0 and g[:, :3].abs().sum() == 0

@@ -88,14 +88,11 @@ class SRTask(SRValidation, L.LightningModule):
         channels_last: bool = False,
         compile: str | None = None,
         degradation: Callable[[Tensor, int, int], Tensor] | None = None,
-        loss_border: int = 0,
     ):
         """``ema_decay`` (e.g. 0.999): keep an exponential moving average of the net's weights (``net_ema``), used
         for validation, evaluation and export; null = none. ``channels_last``: NHWC weights and batches (faster
         convolutions with bf16 on recent GPUs). ``compile``: a ``torch.compile`` mode (``default``,
-        ``reduce-overhead``, ``max-autotune``) for the training forward; the checkpoint keeps the plain net's keys.
-        ``loss_border``: LR pixels left out of the loss at each patch side (× scale at HR), so the net is not trained
-        on outputs that see the convolutions' zero padding — what the papers' unpadded convolutions did."""
+        ``reduce-overhead``, ``max-autotune``) for the training forward; the checkpoint keeps the plain net's keys."""
         super().__init__()
         # Only plain values go to hparams: checkpoints stay loadable with torch.load(weights_only=True). The
         # resolved config (net, optimiser, …) travels as a plain dict (srexp.callbacks.ConfigInCheckpoint).
@@ -131,9 +128,6 @@ class SRTask(SRValidation, L.LightningModule):
         if isinstance(out, (list, tuple)):
             loss = sum(self.loss(o, hr if o.shape == hr.shape else imresize(hr, size=o.shape[-2:])) for o in out)
         else:
-            b = self.hparams.loss_border * s
-            if b:  # the loss on the patch interior only: outputs whose inputs include the convs' zero padding
-                out, hr = out[..., b:-b, b:-b], hr[..., b:-b, b:-b]
             loss = self.loss(out, hr)
         self.log("train/loss", loss, prog_bar=True)
         return loss
