@@ -218,7 +218,29 @@ def write_table() -> Path:
     body = "\n".join(lines) + "\n\nTime to PSNR (Set5, from the curves; training time, evaluation excluded):\n\n" \
         + "\n".join(ttp) + "\n\nCurves: " + ", ".join(f"[{r['name']}](reproduction/{r['name']}.png)" for r in records)
     doc.write_text(f"{head}<!-- table -->\n{body}\n<!-- /table -->{tail}")
+    write_summary(records)
     return doc
+
+
+def write_summary(records: list[dict]) -> None:
+    """The README's short version: Set5/Set14 ours | paper | Δ per shipped model."""
+    lines = ["| model | Set5 ours | paper | Δ | Set14 ours | paper | Δ | training (CPU) |", "|---|---|---|---|---|---|---|---|"]
+    for rec in records:
+        if rec["name"] not in CPU_NAMES:
+            continue
+        cells = []
+        for set_name in ("Set5", "Set14"):
+            r = next((r for r in rec["rows"] if r["set"] == set_name), None)
+            cells += ([f"{r['psnr']:.2f}", f"{r['paper']:.2f}" if r["paper"] else "–",
+                       f"{r['delta']:+.2f}" if r["delta"] is not None else "–"] if r else ["–"] * 3)
+        lines.append(f"| `{rec['name']}` | {' | '.join(cells)} | {rec['train_s'] / 60:.0f} min, {rec['steps']:,} steps |")
+    readme = REPO / "README.md"
+    text = readme.read_text()
+    if "<!-- reproduction summary -->" in text:
+        head, rest = text.split("<!-- reproduction summary -->", 1)
+        tail = rest.split("<!-- /reproduction summary -->", 1)[1]
+        readme.write_text(f"{head}<!-- reproduction summary -->\n" + "\n".join(lines)
+                          + f"\n<!-- /reproduction summary -->{tail}")
 
 
 def main(argv: list[str] | None = None) -> None:
