@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 python3 -m venv "$work/venv"
+"$work/venv/bin/pip" install -q --upgrade pip
 "$work/venv/bin/pip" wheel -q --no-deps -w "$work/dist" . > "$work/build.log" 2>&1 || { cat "$work/build.log"; exit 1; }
 "$work/venv/bin/pip" install -q "$work"/dist/srexp-*.whl
 cd "$work"
