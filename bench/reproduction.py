@@ -198,7 +198,7 @@ def write_table() -> Path:
         for r in rec["rows"]:
             ok = "—" if r["paper"] is None else ("**yes**" if r["delta"] >= -WITHIN_DB else "no")
             paper = f"{r['paper']:.2f}" if r["paper"] else "–"
-            delta = f"{r['delta']:+.2f}" if r["delta"] is not None else "–"
+            delta = f"{r['delta']:+.3f}" if r["delta"] is not None else "–"
             lines.append(f"| {rec['name']} | ×{rec['scale']} | {r['set']} | {r['psnr']:.3f} | {paper} | {delta} | {ok} "
                          f"| {rec['train_s'] / 60:.1f} min | {rec['steps']:,} | {rec['threads']} thread(s), "
                          f"{rec['machine'].split(';')[0]} | {rec['date']} | `{rec['command']}` |")
