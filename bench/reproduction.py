@@ -103,7 +103,7 @@ def train_one(name: str, every_s: float) -> None:
                       resume=resume)
     print(f"reproduction: {name}: {'resuming' if resume else 'training'} "
           f"({' '.join(RECIPES[name])}, {torch.get_num_threads()} threads)", flush=True)
-    t0 = time.time()
+    t0, commit = time.time(), git_commit()  # the code this process imported
     summary = run(cfg, run_dir=str(out), callbacks=[timed])
     last = out / "checkpoints" / "last.ckpt"
     step = torch.load(last, map_location="cpu", weights_only=True)["global_step"]
@@ -113,8 +113,8 @@ def train_one(name: str, every_s: float) -> None:
     config, choices, state = load_model(last)  # the final weights
     root = Path(cfg.data.root)
     provenance = {
-        "name": name, "command": f"python bench/reproduction.py --only {name}",
-        "overrides": RECIPES[name], "commit": git_commit(), "steps": summary["steps"],
+        "name": name, "command": f"python bench/reproduction.py {'' if name in CPU_NAMES else '--gpu '}--only {name}",
+        "overrides": RECIPES[name], "commit": commit, "steps": summary["steps"],
         "train_s": round(timed.rows[-1]["train_s"], 1), "date": str(date.today()), "machine": machine(),
         "threads": torch.get_num_threads(), "train_data": {s: files_hash(root / s) for s in cfg.data.train},
     }
