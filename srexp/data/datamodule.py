@@ -106,6 +106,7 @@ def load_pairs(specs: Sequence[str], root, scale: int, channels: int, protocol: 
     if any(not 0 < f <= 1 for f in factors):
         raise ConfigError(f"data.downscale={list(downscale)} must hold factors in (0, 1] (valid: e.g. [0.9, 0.8])")
     too_small = 0
+    decoded: tuple[str | None, Tensor | None] = (None, None)  # the item last decoded: its shrunk copies reuse it
     for it, factor in ((it, f) for it in items for f in factors):
         name = Path(it).stem if "/" in it else it.split(":")[-1]
         name = name if factor == 1 else f"{name}@{factor:g}"
@@ -115,19 +116,20 @@ def load_pairs(specs: Sequence[str], root, scale: int, channels: int, protocol: 
         if hit is not None:
             pairs.append(Pair(name, hit["lr"], hit["hr"], hit.get("ref_y", _NO_REF)))
             continue
-        try:
-            img = load_item(it)
-        except ImageError as e:
-            if factor == 1:
+        if decoded[0] != it:
+            try:
+                decoded = (it, load_item(it))
+            except ImageError as e:
+                decoded = (it, None)
                 skipped.append(str(e))
+        if decoded[1] is None:
             continue
-        if factor != 1:
-            img = imresize(img, scale=factor)
-            if min(img.shape[-2:]) < max(min_hr, scale):
-                too_small += 1
-                continue
+        img = decoded[1] if factor == 1 else imresize(decoded[1], scale=factor)
         if min(img.shape[-2:]) < max(min_hr, scale):
-            skipped.append(f"{it}: {img.shape[-1]}×{img.shape[-2]} is smaller than the HR patch {min_hr}")
+            if factor == 1:
+                skipped.append(f"{it}: {img.shape[-1]}×{img.shape[-2]} is smaller than the HR patch {min_hr}")
+            else:
+                too_small += 1
             continue
         lr_file = premade_lr_file(it, scale) if lr_source != "make" and not it.startswith("skimage:") and factor == 1 \
             else None
