@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> None:
               f"{sum(rates) / base:.2f} |")
         torch.set_num_threads(1)
         d = data_ms(args.scale, lr_patch, batch)
-        print(f"\ndata: one batch of PatchDataset + collate (1 thread): "
+        print("\ndata: one batch of PatchDataset + collate (1 thread): "
               + (f"{d:.1f} ms" if d is not None else "T91 not under SREXP_DATA: not measured"))
 
 

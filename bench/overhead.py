@@ -25,7 +25,8 @@ from _common import machine  # noqa: E402
 
 from srexp import CONF_DIR  # noqa: E402
 from srexp.nets import build_net  # noqa: E402
-from srexp.tasks.sr import SRTask, to_float  # noqa: E402
+from srexp.tasks.sr import SRTask
+from srexp.ops.color import to_float  # noqa: E402
 
 
 class StepTimes(L.Callback):

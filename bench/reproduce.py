@@ -29,8 +29,8 @@ from omegaconf import OmegaConf
 from srexp.data.benchmarks import DataNotFoundError
 from srexp.data.datamodule import load_pairs
 from srexp.metrics import get_protocol, psnr_ssim
-from srexp.published import reference
-from srexp.tasks.sr import to_float
+from srexp.metrics.published import reference
+from srexp.ops.color import to_float
 
 
 class TimedEval(L.Callback):
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     timed = TimedEval(sets, cfg.scale, channels, cfg.protocol, cfg.data.get("root"), args.every, out / "reproduce.csv")
     print(f"reproduce: {device_line()}; budget {args.budget:g} s; measuring {', '.join(sets)} every {args.every:g} s "
           f"(×{cfg.scale}, {cfg.protocol})", flush=True)
-    from srexp.train import run
+    from srexp.cli.train import run
 
     run(cfg, run_dir=str(out), callbacks=[timed])
     paper = OmegaConf.to_container(cfg.paper) if cfg.get("paper") else None

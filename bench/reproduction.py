@@ -90,8 +90,8 @@ def train_one(name: str, every_s: float) -> None:
     sys.path.insert(0, str(REPO / "bench"))
     from reproduce import TimedEval, compose
 
-    from srexp.export import load_model, save_safetensors
-    from srexp.train import run
+    from srexp.training.checkpoint import load_model, save_safetensors
+    from srexp.cli.train import run
 
     out = RUNS / name
     resume = (out / "checkpoints" / "last.ckpt").is_file()
@@ -135,9 +135,10 @@ def train_one(name: str, every_s: float) -> None:
 
 def measure(model: Path, root: str) -> list[dict]:
     """A written model's numbers on every test set present, as ``srexp-eval model=NAME`` measures them."""
-    from srexp.evaluate import benchmark, load_checkpoint, nets_from_checkpoint
+    from srexp.tasks.benchmark import benchmark
+    from srexp.training.checkpoint import load_model, nets_from_checkpoint
 
-    tcfg, _, state = load_checkpoint(model)
+    tcfg, _, state = load_model(model)
     nets = nets_from_checkpoint(tcfg, state, [tcfg["scale"]])
     rows, _ = benchmark(nets, TEST_SETS, tcfg["protocol"], root, "cpu")
     return [{k: r[k] for k in ("set", "scale", "psnr", "ssim", "n_images")} | {"protocol": r["protocol"]}
@@ -145,7 +146,7 @@ def measure(model: Path, root: str) -> list[dict]:
 
 
 def with_paper(rows: list[dict], paper, scale: int) -> list[dict]:
-    from srexp.published import from_recipe
+    from srexp.metrics.published import from_recipe
 
     out = []
     for r in rows:

@@ -14,7 +14,7 @@ from srexp.data.benchmarks import DataNotFoundError
 from srexp.data.datamodule import load_pairs
 from srexp.data.images import ImageError, load_image
 from srexp.errors import ConfigError
-from srexp.upscale import run as upscale
+from srexp.cli.upscale import run as upscale
 
 
 def smooth(h=56, w=64, seed=0) -> np.ndarray:
@@ -132,14 +132,14 @@ def test_upscale_matrix(messy, tmp_path, caplog):
 
 
 def test_upscale_corrupt_file_is_one_line(messy, tmp_path):
-    r = run_cli("srexp.upscale", "scale=2", f"input={messy / 'truncated.jpg'}", f"output={tmp_path / 'o.png'}")
+    r = run_cli("srexp.cli.upscale", "scale=2", f"input={messy / 'truncated.jpg'}", f"output={tmp_path / 'o.png'}")
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"srexp-upscale: error: {messy / 'truncated.jpg'}: cannot decode")
 
 
 def test_unknown_group_choice_is_one_line():
-    r = run_cli("srexp.train", "arch=nope")
+    r = run_cli("srexp.cli.train", "arch=nope")
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("srexp-train: error: arch=nope is not a config in conf/arch/ "
@@ -153,7 +153,7 @@ def test_unknown_group_choice_is_one_line():
 
 
 def test_unknown_protocol_is_one_line():
-    r = run_cli("srexp.train", "protocol=nope", "trainer.max_steps=1", "logger=csv")
+    r = run_cli("srexp.cli.train", "protocol=nope", "trainer.max_steps=1", "logger=csv")
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert lines == ["srexp-train: error: protocol='nope' is unknown (valid: y_float, rgb_uint8)"], r.stderr[-800:]

@@ -1,4 +1,3 @@
-import subprocess
 
 import numpy as np
 import pytest
@@ -159,7 +158,7 @@ def test_random_degradation_on_device_is_seeded_by_step():
 
 def test_blind_degradation_trains_through_the_composed_config(folders, tmp_path):
     from conftest import TINY, compose_cfg
-    from srexp.train import run
+    from srexp.cli.train import run
 
     cfg = compose_cfg("train", [*TINY, "data=folder", f"data.train_dir={folders / 'train'}",
                                 f"data.val_dir={folders / 'val'}", "task/degradation=blind", "debug=fdr"])

@@ -17,10 +17,9 @@ import torch
 from PIL import Image
 
 from srexp.data.benchmarks import find_set, premade_lr_file
-from srexp.data.cli import main as data_main
+from srexp.cli.data import main as data_main
 from srexp.data.datamodule import MultiScalePatches, Pair, SRDataModule, load_pairs
 from srexp.data.download import ARCHIVES, DownloadError, download, extract
-from srexp.ops.resize import imresize
 
 
 def png_bytes(seed: int, size=(12, 10), mode="RGB") -> bytes:

@@ -17,9 +17,9 @@ from srexp.data.faces import FaceDataModule, FaceDegradation, flip_face, load_fa
 from srexp.errors import ConfigError
 from srexp.losses.adversarial import AdversarialLoss
 from srexp.losses.perceptual import StyleLoss
-from srexp.nets.dfdnet import (CANONICAL_BOXES, DFDNet, canonical_boxes, component_adain, dictionary_shapes, paste,
+from srexp.nets.face.dfdnet import (CANONICAL_BOXES, DFDNet, canonical_boxes, component_adain, dictionary_shapes, paste,
                                roi_align, select_atoms)
-from srexp.nets.dictionary import kmeans, read_dictionary, save_dictionary
+from srexp.nets.face.dictionary import kmeans, read_dictionary, save_dictionary
 from srexp.ops.degrade import gaussian_blur, jpeg
 
 SIZE = 64  # faces downscaled from 512: every stride (2–16) still has a grid
@@ -227,11 +227,11 @@ def test_style_loss_and_hinge():
 def dictionaries(faces, tmp_path_factory):
     """A: built through the CLI from the 20 CodeFormer crops; B: from the GFPGAN crops but the held-back one."""
     out = tmp_path_factory.mktemp("dict")
-    r = run_cli("srexp.face", "build-dictionary", f"images=[{faces / 'CodeFormer_cropped_faces'}]",
+    r = run_cli("srexp.cli.face", "build-dictionary", f"images=[{faces / 'CodeFormer_cropped_faces'}]",
                 f"output={out / 'a.safetensors'}", *NET, env=ENV)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "wrote" in r.stdout and "K=4" in r.stdout
-    from srexp.face import build
+    from srexp.cli.face import build
 
     gfp = faces / "GFPGAN_cropped_faces"
     keep = [str(p) for p in sorted(gfp.glob("*.png")) if p.name != HELD_BACK]
@@ -252,7 +252,7 @@ def test_dictionary_provenance(dictionaries):
 def trained(faces, dictionaries, tmp_path_factory):
     out = tmp_path_factory.mktemp("dfdnet") / "run"
     gfp = faces / "GFPGAN_cropped_faces"
-    r = run_cli("srexp.train", *TRAIN, f"net.dictionary={dictionaries[0]}",
+    r = run_cli("srexp.cli.train", *TRAIN, f"net.dictionary={dictionaries[0]}",
                 f"data.train=[{faces / 'CodeFormer_cropped_faces'}]",
                 f"data.val=[{gfp / 'Julia_Roberts_crop.png'},{gfp / 'Justin_Timberlake_crop.png'}]",
                 f"hydra.run.dir={out}", env=ENV)
@@ -278,7 +278,7 @@ def test_train_through_the_cli(trained):
 
 def test_restore_a_held_back_face_through_the_cli(faces, trained, tmp_path):
     src = faces / "GFPGAN_cropped_faces" / HELD_BACK
-    r = run_cli("srexp.face", "restore", f"ckpt={trained[0] / 'checkpoints' / 'last.ckpt'}", f"input={src}",
+    r = run_cli("srexp.cli.face", "restore", f"ckpt={trained[0] / 'checkpoints' / 'last.ckpt'}", f"input={src}",
                 f"output={tmp_path / 'out.png'}", "degrade=true", env=ENV)
     assert r.returncode == 0, r.stderr[-3000:]
     for name in ("out.png", "out_input.png"):
@@ -287,9 +287,9 @@ def test_restore_a_held_back_face_through_the_cli(faces, trained, tmp_path):
 
 
 def test_the_output_follows_the_dictionary(faces, trained, dictionaries):
-    from srexp.evaluate import load_checkpoint, load_net
+    from srexp.training.checkpoint import load_model, load_net
 
-    tcfg, _, state = load_checkpoint(trained[0] / "checkpoints" / "last.ckpt")
+    tcfg, _, state = load_model(trained[0] / "checkpoints" / "last.ckpt")
     img, boxes = load_face(faces / "GFPGAN_cropped_faces" / HELD_BACK, SIZE, {})
     lq = FaceDegradation()(img[None].float() / 255, torch.Generator().manual_seed(0), 4.0)
     outs = []
@@ -302,7 +302,7 @@ def test_the_output_follows_the_dictionary(faces, trained, dictionaries):
 
 
 def test_a_dictionary_of_another_shape_is_one_line_from_the_cli(faces, dictionaries, tmp_path):
-    r = run_cli("srexp.train", *TRAIN, "net.num_atoms=6", f"net.dictionary={dictionaries[0]}",
+    r = run_cli("srexp.cli.train", *TRAIN, "net.num_atoms=6", f"net.dictionary={dictionaries[0]}",
                 f"data.train=[{faces / 'GFPGAN_cropped_faces'}]", f"data.val=[{faces / 'GFPGAN_cropped_faces'}]",
                 f"hydra.run.dir={tmp_path / 'run'}", env=ENV)
     assert r.returncode == 2, r.stderr[-3000:]

@@ -14,8 +14,9 @@ from conftest import TINY, compose_cfg, run_cli, write_images
 from srexp.errors import ConfigError
 from srexp.nets import build_net
 from srexp.nets.discriminator import PatchDiscriminator, VGGStyleDiscriminator
-from srexp.tasks.gan import GANTask, load_generator
-from srexp.train import run
+from srexp.tasks.gan import GANTask
+from srexp.training.checkpoint import load_generator
+from srexp.cli.train import run
 
 # the SRGAN recipe, shrunk: 1 residual block of 8 features, a narrow D, random (untrained) VGG, 16-px HR patches
 GAN_TINY = [o for o in TINY if not o.startswith("trainer.max_steps")] + [
@@ -118,7 +119,7 @@ def test_both_optimisers_step_from_the_initial_generator(over, srresnet_ckpt, fo
 
 def test_srgan_recipe_through_the_cli(srresnet_ckpt, folders, tmp_path):
     out = tmp_path / "run"
-    r = run_cli("srexp.train", *GAN_TINY, *VGG_D_TINY, *folders, "experiment=srgan_x4", f"task.generator_init={srresnet_ckpt}",
+    r = run_cli("srexp.cli.train", *GAN_TINY, *VGG_D_TINY, *folders, "experiment=srgan_x4", f"task.generator_init={srresnet_ckpt}",
                 "trainer.max_steps=20", "trainer.val_check_interval=10", f"hydra.run.dir={out}",
                 env={"OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stderr[-3000:]
@@ -141,7 +142,7 @@ def test_srgan_recipe_through_the_cli(srresnet_ckpt, folders, tmp_path):
 def test_missing_vgg_weights_offline_is_one_line_from_the_cli(folders, tmp_path):
     # an empty torch hub cache and a proxy that refuses every connection: the download fails at once, offline or not
     dead = "http://127.0.0.1:9"
-    r = run_cli("srexp.train", *GAN_TINY, *VGG_D_TINY, *folders, "experiment=srgan_x4",
+    r = run_cli("srexp.cli.train", *GAN_TINY, *VGG_D_TINY, *folders, "experiment=srgan_x4",
                 "task.loss.perceptual.pretrained=true",
                 f"hydra.run.dir={tmp_path / 'run'}",
                 env={"TORCH_HOME": str(tmp_path / "torch"), "https_proxy": dead, "HTTPS_PROXY": dead, "no_proxy": "",

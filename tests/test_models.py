@@ -9,7 +9,8 @@ import sys
 import pytest
 
 from srexp.errors import ConfigError
-from srexp.evaluate import benchmark, load_checkpoint, nets_from_checkpoint
+from srexp.tasks.benchmark import benchmark
+from srexp.training.checkpoint import load_model, nets_from_checkpoint
 from srexp.models import TOLERANCE_DB, metadata, model_path, shipped
 
 SHIPPED = shipped()
@@ -33,7 +34,7 @@ def test_unknown_model_is_one_line():
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_model_measures_what_was_recorded(name, shared_data):
-    tcfg, _, state = load_checkpoint(model_path(name))
+    tcfg, _, state = load_model(model_path(name))
     nets = nets_from_checkpoint(tcfg, state, [tcfg["scale"]])
     recorded = {(r["set"], r["scale"]): r for r in metadata(name)["recorded"]}
     rows, missing = benchmark(nets, ["Set5", "Set14"], tcfg["protocol"], str(shared_data), "cpu")
@@ -46,7 +47,7 @@ def test_shipped_model_measures_what_was_recorded(name, shared_data):
 
 
 def test_srexp_eval_model_by_name_prints_ours_paper_recorded(shared_data, tmp_path):
-    r = subprocess.run([sys.executable, "-m", "srexp.evaluate", "model=fsrcnn_x3", "eval.check=true",
+    r = subprocess.run([sys.executable, "-m", "srexp.cli.evaluate", "model=fsrcnn_x3", "eval.check=true",
                         f"eval.root={shared_data}", f"hydra.run.dir={tmp_path}"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "| Set5 | ×3 |" in r.stdout and "33.06" in r.stdout  # the paper column (91-image FSRCNN)
@@ -55,7 +56,7 @@ def test_srexp_eval_model_by_name_prints_ours_paper_recorded(shared_data, tmp_pa
 
 def test_srexp_eval_model_without_test_sets_prints_the_recorded_table(tmp_path):
     """A fresh install has no Set5: the recorded table (ours | paper | Δ) still comes out, with how to re-measure."""
-    r = subprocess.run([sys.executable, "-m", "srexp.evaluate", "model=fsrcnn_x3", f"eval.root={tmp_path / 'none'}",
+    r = subprocess.run([sys.executable, "-m", "srexp.cli.evaluate", "model=fsrcnn_x3", f"eval.root={tmp_path / 'none'}",
                         f"hydra.run.dir={tmp_path}"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
     rec = {row["set"]: row for row in metadata("fsrcnn_x3")["recorded"]}

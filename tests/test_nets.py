@@ -235,8 +235,8 @@ def test_transposed_impl_is_checked():
 
 def test_subpixel_deconv_keeps_macs_and_receptive_field():
     """The hooks that count MACs and bound the tiling overlap see the layer whichever way it is computed."""
-    from srexp.budget import macs_per_lr_pixel
-    from srexp.tiling import receptive_radius
+    from srexp.nets.stats import macs_per_lr_pixel
+    from srexp.nets.stats import receptive_radius
 
     cfg = compose_cfg("arch=fsrcnn", "scale=3")
     seen = []

@@ -13,11 +13,11 @@ import torch
 
 from conftest import REPO, compose_cfg, run_cli, write_images
 from srexp import CONF_DIR
-from srexp.published import PAPER_PROTOCOL, PUBLISHED
-from srexp.train import run
+from srexp.metrics.published import PAPER_PROTOCOL, PUBLISHED
+from srexp.cli.train import run
 
 RECIPES = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
-# recipe file prefix → srexp.published method, for the consistency check of the `paper:` blocks
+# recipe file prefix → srexp.metrics.published method, for the consistency check of the `paper:` blocks
 METHOD = {"srcnn": "srcnn", "fsrcnn": "fsrcnn_t91", "vdsr": "vdsr", "lapsrn": "lapsrn", "edsr_baseline": "edsr_baseline",
           "srresnet": "srresnet", "srgan": "srgan", "espcn": "espcn_t91", "dbpn": "dbpn"}
 
@@ -100,7 +100,7 @@ def srcnn_ckpt(folders, tmp_path_factory):
 
 
 def test_eval_checkpoint_prints_the_four_set_table(srcnn_ckpt, shared_data, tmp_path):
-    r = run_cli("srexp.evaluate", f"ckpt={srcnn_ckpt}", "eval.sets=[Set5,Set14,B100,Urban100]",
+    r = run_cli("srexp.cli.evaluate", f"ckpt={srcnn_ckpt}", "eval.sets=[Set5,Set14,B100,Urban100]",
                 f"eval.root={shared_data}", f"hydra.run.dir={tmp_path}", "eval.device=cpu")
     assert r.returncode == 0, r.stderr[-3000:]
     table = [ln for ln in r.stdout.splitlines() if ln.startswith("| ")][1:]  # without the header
@@ -119,7 +119,7 @@ def test_eval_checkpoint_prints_the_four_set_table(srcnn_ckpt, shared_data, tmp_
 
 
 def test_eval_of_missing_sets_only_is_one_line_error(srcnn_ckpt, tmp_path):
-    r = run_cli("srexp.evaluate", f"ckpt={srcnn_ckpt}", "eval.sets=[B100]", f"eval.root={tmp_path}",
+    r = run_cli("srexp.cli.evaluate", f"ckpt={srcnn_ckpt}", "eval.sets=[B100]", f"eval.root={tmp_path}",
                 f"hydra.run.dir={tmp_path / 'ev'}")
     assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith(
         "srexp-eval: error: none of eval.sets=['B100'] was found")
@@ -130,14 +130,14 @@ def test_pre_upsampling_checkpoint_evaluates_at_other_scales(folders, tmp_path):
     cfg = compose_cfg("train", ["experiment=vdsr_multiscale_291", *small(folders, 3), "trainer.max_steps=2",
                                 "trainer.val_check_interval=2", "net.num_feat=8", "net.body.num_block=1"])
     run(cfg, run_dir=str(out))
-    from srexp.evaluate import load_checkpoint, nets_from_checkpoint
+    from srexp.training.checkpoint import load_model, nets_from_checkpoint
 
-    tcfg, _, state = load_checkpoint(out / "checkpoints" / "last.ckpt")
+    tcfg, _, state = load_model(out / "checkpoints" / "last.ckpt")
     nets = nets_from_checkpoint(tcfg, state, [2, 3, 4])  # a multi-scale VDSR: its own scales by default
     x = torch.rand(1, 1, 7, 9)
     assert [tuple(nets[s][0](x).shape[-2:]) for s in (2, 3, 4)] == [(14, 18), (21, 27), (28, 36)]
     ev = tmp_path / "ev"
-    r = run_cli("srexp.evaluate", f"ckpt={out / 'checkpoints' / 'last.ckpt'}", f"eval.sets=[{folders / 'val'}]",
+    r = run_cli("srexp.cli.evaluate", f"ckpt={out / 'checkpoints' / 'last.ckpt'}", f"eval.sets=[{folders / 'val'}]",
                 f"hydra.run.dir={ev}")
     assert r.returncode == 0, r.stderr[-2000:]
     assert [row["scale"] for row in json.loads((ev / "metrics.json").read_text())] == [2, 3, 4]
@@ -147,7 +147,7 @@ def test_post_upsampling_checkpoint_refuses_other_scales(folders, tmp_path):
     cfg = compose_cfg("train", ["experiment=espcn_x3_t91", *small(folders, 3), "trainer.max_steps=1",
                                 "trainer.val_check_interval=1"])
     run(cfg, run_dir=str(tmp_path))
-    r = run_cli("srexp.evaluate", f"ckpt={tmp_path / 'checkpoints' / 'last.ckpt'}", "eval.scales=[2]",
+    r = run_cli("srexp.cli.evaluate", f"ckpt={tmp_path / 'checkpoints' / 'last.ckpt'}", "eval.scales=[2]",
                 f"eval.sets=[{folders / 'val'}]", f"hydra.run.dir={tmp_path / 'ev'}")
     assert r.returncode == 2 and "trained for ×3 only" in r.stderr.strip().splitlines()[-1]
 

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from srexp.report import first_row_tiles, main, report
+from srexp.cli.report import first_row_tiles, main, report
 
 STAMP = {"protocol": "rgb_uint8", "shave": 4, "lr": "MATLAB bicubic of uint8 RGB", "y": "BT.601 Y",
          "images_sha1": "abc123abc123"}

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import REPO, TINY, run_cli, write_images
+from conftest import REPO, TINY, run_cli
 from srexp.cli import with_resume_dir
 from srexp.errors import ConfigError
-from srexp.resume import AtomicCheckpointIO, find_run, identity_overrides
+from srexp.training.resume import AtomicCheckpointIO, find_run, identity_overrides
 
 STEPS, KILL_AT = 12, 6
 
@@ -54,13 +54,13 @@ def test_sigkill_and_resume_is_bit_identical(folders, tmp_path):
     base = common(folders)
     # 1. uninterrupted
     ref = tmp_path / "ref"
-    r = subprocess.run([sys.executable, "-m", "srexp.train", *base, f"hydra.run.dir={ref}"], capture_output=True,
+    r = subprocess.run([sys.executable, "-m", "srexp.cli.train", *base, f"hydra.run.dir={ref}"], capture_output=True,
                        text=True, env=env(tmp_path / "unused"), cwd=REPO, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     # 2. the same run, no run folder given, hung at step KILL_AT and SIGKILLed once last.ckpt holds that step
     outputs = tmp_path / "outputs"
     stall = ["+callbacks.stall._target_=stall_callback.Stall", f"+callbacks.stall.step={KILL_AT}"]
-    p = subprocess.Popen([sys.executable, "-m", "srexp.train", *base, *stall], stdout=subprocess.DEVNULL,
+    p = subprocess.Popen([sys.executable, "-m", "srexp.cli.train", *base, *stall], stdout=subprocess.DEVNULL,
                          stderr=subprocess.PIPE, text=True, env=env(outputs), cwd=REPO)
     deadline = time.time() + 300
     try:
@@ -78,7 +78,7 @@ def test_sigkill_and_resume_is_bit_identical(folders, tmp_path):
     assert len(runs) == 1
     run = runs[0]
     # 3. resume: the same command + resume=true finds that folder by its overrides and continues it
-    r = subprocess.run([sys.executable, "-m", "srexp.train", *base, *stall, "resume=true"], capture_output=True,
+    r = subprocess.run([sys.executable, "-m", "srexp.cli.train", *base, *stall, "resume=true"], capture_output=True,
                        text=True, env=env(outputs), cwd=REPO, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert f"resuming {run}" in r.stderr
@@ -93,7 +93,7 @@ def test_sigkill_and_resume_is_bit_identical(folders, tmp_path):
 
 
 def test_resume_without_a_checkpoint_is_one_line(tmp_path, folders, monkeypatch):
-    r = run_cli("srexp.train", *common(folders), f"hydra.run.dir={tmp_path / 'empty'}", "resume=true")
+    r = run_cli("srexp.cli.train", *common(folders), f"hydra.run.dir={tmp_path / 'empty'}", "resume=true")
     assert r.returncode == 2
     assert r.stderr.strip().splitlines()[-1].startswith("srexp-train: error: resume=true: no checkpoints/last.ckpt")
     monkeypatch.setenv("SREXP_OUTPUTS", str(tmp_path))
@@ -132,7 +132,7 @@ def test_atomic_checkpoint_survives_a_failed_save(tmp_path):
 
 def test_nan_loss_stops_with_one_line_and_keeps_last_good(tmp_path, folders):
     run = tmp_path / "run"
-    r = subprocess.run([sys.executable, "-m", "srexp.train", *common(folders), f"hydra.run.dir={run}",
+    r = subprocess.run([sys.executable, "-m", "srexp.cli.train", *common(folders), f"hydra.run.dir={run}",
                         "+callbacks.nan._target_=stall_callback.NanAt", "+callbacks.nan.step=5"],
                        capture_output=True, text=True, env=env(tmp_path), cwd=REPO, timeout=600)
     assert r.returncode == 2, r.stderr[-3000:]
@@ -148,7 +148,7 @@ def test_finite_loss_lazy_mode_reads_rarely_but_before_every_save():
     """The accelerator path (no host sync per step), run on CPU tensors."""
     from types import SimpleNamespace
 
-    from srexp.guards import FiniteLoss, NonFiniteError
+    from srexp.training.guards import FiniteLoss, NonFiniteError
 
     trainer = SimpleNamespace(global_step=0, callback_metrics={}, checkpoint_callback=None)
     module = torch.nn.Linear(2, 2)

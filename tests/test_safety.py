@@ -6,9 +6,9 @@ import torch
 from omegaconf import OmegaConf
 
 from conftest import REPO, compose_cfg
-from srexp.callbacks import ConfigInCheckpoint
-from srexp.export import load_model
-from srexp.runtime import build_loggers, redact, save_resolved_config
+from srexp.training.callbacks import ConfigInCheckpoint
+from srexp.training.checkpoint import load_model
+from srexp.training.runtime import build_loggers, redact, save_resolved_config
 
 
 def _call(text: str, start: int) -> str:

@@ -7,7 +7,7 @@ import torch
 
 from conftest import compose_cfg
 from srexp.errors import ConfigError
-from srexp.schedules import BudgetLR, parse_duration
+from srexp.training.schedules import BudgetLR, parse_duration
 
 
 class FakeClock:

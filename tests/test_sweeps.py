@@ -16,9 +16,9 @@ from PIL import Image
 
 from conftest import run_cli, write_images
 from srexp import CONF_DIR
-from srexp.budget import TOLERANCE, budget_table
-from srexp.distributed import ENV, pin_ddp_child
-from srexp.report import report
+from srexp.cli.budget import TOLERANCE, budget_table
+from srexp.training.distributed import ENV, pin_ddp_child
+from srexp.cli.report import report
 
 # One intra-op thread per process: on 2 shared cores, two OpenMP threads spin against each other and a tiny conv
 # takes ~100× longer (measured).
@@ -93,11 +93,11 @@ def test_compare_archs_lists_every_preset():
 
 def test_compare_upsampling_sweep_and_report(folders, tmp_path):
     sweep = tmp_path / "sweep"
-    r = run_cli("srexp.train", "-m", "+sweep=compare_upsampling_cpu", *TINY_JOB, *folders, "logger=csv",
+    r = run_cli("srexp.cli.train", "-m", "+sweep=compare_upsampling_cpu", *TINY_JOB, *folders, "logger=csv",
                 f"hydra.sweep.dir={sweep}", env=FAST)
     assert r.returncode == 0, r.stderr[-3000:]
     check_sweep(sweep, 26_000)
-    r = run_cli("srexp.report", str(sweep), env=FAST)
+    r = run_cli("srexp.cli.report", str(sweep), env=FAST)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "16 of 16 jobs finished" in r.stdout
     check_report(sweep)
@@ -105,7 +105,7 @@ def test_compare_upsampling_sweep_and_report(folders, tmp_path):
 
 def test_compare_upsampling_with_joblib(folders, tmp_path):
     sweep = tmp_path / "sweep"
-    r = run_cli("srexp.train", "-m", "+sweep=compare_upsampling_cpu", "hydra/launcher=joblib",
+    r = run_cli("srexp.cli.train", "-m", "+sweep=compare_upsampling_cpu", "hydra/launcher=joblib",
                 "hydra.launcher.n_jobs=2", *TINY_JOB, *folders, "logger=csv", f"hydra.sweep.dir={sweep}", env=FAST)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "n_jobs=2" in r.stdout + r.stderr  # the joblib launcher ran it
@@ -116,7 +116,7 @@ def test_compare_upsampling_with_joblib(folders, tmp_path):
 
 def test_submitit_local_two_jobs(folders, tmp_path):
     sweep = tmp_path / "sweep"
-    r = run_cli("srexp.train", "-m", "+sweep=compare_upsampling_cpu", "hydra/launcher=submitit_local",
+    r = run_cli("srexp.cli.train", "-m", "+sweep=compare_upsampling_cpu", "hydra/launcher=submitit_local",
                 "net/strategy=post", "net/upsample=pixel_shuffle,transposed", *TINY_JOB, *folders, "logger=csv",
                 f"hydra.sweep.dir={sweep}", env=FAST)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -168,7 +168,7 @@ def read_wandb_run(run_dir: Path) -> dict:
 
 def test_ddp_one_run_folder_one_wandb_run(folders, tmp_path):
     outputs = tmp_path / "outputs"
-    r = run_cli("srexp.train", "trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu", *TINY_JOB,
+    r = run_cli("srexp.cli.train", "trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu", *TINY_JOB,
                 "trainer.max_steps=4", "net.num_feat=8", *folders, "logger=wandb",
                 env={**FAST, "SREXP_OUTPUTS": str(outputs)})
     assert r.returncode == 0, r.stderr[-3000:]
@@ -191,7 +191,7 @@ def test_ddp_one_run_folder_one_wandb_run(folders, tmp_path):
 
 def test_ddp_inside_multirun_runs_each_job_once(folders, tmp_path):
     sweep, outputs = tmp_path / "sweep", tmp_path / "outputs"
-    r = run_cli("srexp.train", "-m", "trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu", *TINY_JOB,
+    r = run_cli("srexp.cli.train", "-m", "trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu", *TINY_JOB,
                 "net.num_feat=4,8", *folders, "logger=wandb", f"hydra.sweep.dir={sweep}",
                 env={**FAST, "SREXP_OUTPUTS": str(outputs)})
     assert r.returncode == 0, r.stderr[-3000:]
@@ -252,13 +252,13 @@ def test_unworkable_ddp_launches_are_one_line_errors(monkeypatch):
     from lightning.pytorch.strategies.launchers.multiprocessing import _MultiProcessingLauncher
     from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 
-    from srexp.distributed import check_ddp_launch
+    from srexp.training.distributed import check_ddp_launch
     from srexp.errors import ConfigError
 
     monkeypatch.setenv("LOCAL_RANK", "0")
     ddp = SimpleNamespace(strategy=SimpleNamespace(launcher=_SubprocessScriptLauncher(LightningEnvironment(), 2, 1),
                                                    strategy_name="ddp"))
-    monkeypatch.setattr(__main__, "__spec__", SimpleNamespace(name="srexp.train"))
+    monkeypatch.setattr(__main__, "__spec__", SimpleNamespace(name="srexp.cli.train"))
     check_ddp_launch(ddp)  # srexp-train re-runs itself: fine
     monkeypatch.setattr(__main__, "__spec__", SimpleNamespace(name="joblib.externals.loky.backend.popen_loky_posix"))
     with pytest.raises(ConfigError, match=r"^trainer.strategy=ddp re-runs the command .* joblib worker"):
@@ -272,7 +272,7 @@ def test_unworkable_ddp_launches_are_one_line_errors(monkeypatch):
 # ---------------------------------------------------------------------------------------------- Optuna, SLURM
 def test_optuna_maximises_val_psnr(folders, tmp_path):
     sweep = tmp_path / "sweep"
-    r = run_cli("srexp.train", "+hparams_search=lr_width", "hydra.sweeper.n_trials=2", "trainer.accelerator=cpu",
+    r = run_cli("srexp.cli.train", "+hparams_search=lr_width", "hydra.sweeper.n_trials=2", "trainer.accelerator=cpu",
                 *TINY_JOB, *folders, "logger=csv", f"hydra.sweep.dir={sweep}", env=FAST)
     assert r.returncode == 0, r.stderr[-3000:]
     best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())

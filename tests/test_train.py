@@ -1,14 +1,13 @@
 """End-to-end: the composed train config runs (fast_dev_run for every preset), a short run writes its folder,
 checkpoints evaluate, and bad inputs are one-line errors."""
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
 from conftest import TINY, compose_cfg, run_cli, write_images
 from srexp import CONF_DIR
-from srexp.train import run
+from srexp.cli.train import run
 
 PRESETS = sorted(p.stem for p in (CONF_DIR / "arch").glob("*.yaml"))
 
@@ -34,7 +33,7 @@ def test_free_composition_from_groups(folders, tmp_path):
 
 def test_short_run_writes_run_folder_and_evaluates(folders, tmp_path):
     out = tmp_path / "run"
-    r = run_cli("srexp.train", *TINY, *folder_overrides(folders), "logger=wandb", f"hydra.run.dir={out}")
+    r = run_cli("srexp.cli.train", *TINY, *folder_overrides(folders), "logger=wandb", f"hydra.run.dir={out}")
     assert r.returncode == 0, r.stderr[-3000:]
     assert "model PSNR" in r.stdout and "bicubic PSNR" in r.stdout
     assert (out / "config.yaml").is_file() and (out / "grid.png").is_file()
@@ -54,7 +53,7 @@ def test_short_run_writes_run_folder_and_evaluates(folders, tmp_path):
     ckpt = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["srexp_config"]["scale"] == 2
     ev = tmp_path / "eval"
-    r = run_cli("srexp.evaluate", f"ckpt={out / 'checkpoints' / 'last.ckpt'}", f"eval.sets=[{folders / 'val'}]",
+    r = run_cli("srexp.cli.evaluate", f"ckpt={out / 'checkpoints' / 'last.ckpt'}", f"eval.sets=[{folders / 'val'}]",
                 f"hydra.run.dir={ev}", f"eval.json={tmp_path / 'm.json'}")
     assert r.returncode == 0, r.stderr[-3000:]
     rows = json.loads((tmp_path / "m.json").read_text())
@@ -64,7 +63,7 @@ def test_short_run_writes_run_folder_and_evaluates(folders, tmp_path):
 
 
 def test_eval_reproduces_published_bicubic(shared_data, tmp_path):
-    r = run_cli("srexp.evaluate", "arch=bicubic", "eval.sets=[Set5,Set14]", "eval.scales=[2,3,4]",
+    r = run_cli("srexp.cli.evaluate", "arch=bicubic", "eval.sets=[Set5,Set14]", "eval.scales=[2,3,4]",
                 "eval.protocol=y_float", f"eval.root={shared_data}", f"hydra.run.dir={tmp_path}")
     assert r.returncode == 0, r.stderr[-3000:]
     assert "| Set5 | ×2 | 33.662" in r.stdout  # the Markdown table
@@ -77,7 +76,7 @@ def test_eval_reproduces_published_bicubic(shared_data, tmp_path):
 
 
 def test_missing_folder_is_one_line_error(tmp_path):
-    r = run_cli("srexp.train", *TINY, "data=folder", f"data.train_dir={tmp_path / 'nope'}",
+    r = run_cli("srexp.cli.train", *TINY, "data=folder", f"data.train_dir={tmp_path / 'nope'}",
                 f"data.val_dir={tmp_path / 'nope'}", f"hydra.run.dir={tmp_path / 'run'}")
     assert r.returncode == 2
     lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
@@ -89,7 +88,7 @@ def test_unreadable_image_is_skipped_with_count_and_all_bad_is_error(tmp_path, f
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "broken.png").write_bytes(b"garbage")
-    r = run_cli("srexp.train", *TINY, "data=folder", f"data.train_dir={bad}", f"data.val_dir={folders / 'val'}",
+    r = run_cli("srexp.cli.train", *TINY, "data=folder", f"data.train_dir={bad}", f"data.val_dir={folders / 'val'}",
                 f"hydra.run.dir={tmp_path / 'run'}")
     assert r.returncode == 2
     last = r.stderr.strip().splitlines()[-1]
@@ -98,14 +97,14 @@ def test_unreadable_image_is_skipped_with_count_and_all_bad_is_error(tmp_path, f
     mixed = tmp_path / "mixed"
     write_images(mixed, n=2, size=(64, 56))
     (mixed / "broken.png").write_bytes(b"garbage")
-    r = run_cli("srexp.train", *TINY, "debug=fdr", "data=folder", f"data.train_dir={mixed}",
+    r = run_cli("srexp.cli.train", *TINY, "debug=fdr", "data=folder", f"data.train_dir={mixed}",
                 f"data.val_dir={folders / 'val'}", f"hydra.run.dir={tmp_path / 'run2'}")
     assert r.returncode == 0, r.stderr[-2000:]
     assert "skipped 1 of 3 images" in r.stdout + r.stderr and "broken.png" in r.stdout + r.stderr
 
 
 def test_progressive_x3_is_one_line_config_error(tmp_path):
-    r = run_cli("srexp.train", *TINY, "net/strategy=progressive", "scale=3", f"hydra.run.dir={tmp_path}")
+    r = run_cli("srexp.cli.train", *TINY, "net/strategy=progressive", "scale=3", f"hydra.run.dir={tmp_path}")
     assert r.returncode == 2
     last = r.stderr.strip().splitlines()[-1]
     assert last.startswith("srexp-train: error: net.strategy=progressive") and "3" in last
@@ -126,10 +125,10 @@ def test_every_trainer_argument_is_a_config_key():
 
 def test_lightning_habits_work_from_the_command_line(tmp_path):
     """fast_dev_run and limit_val_batches as a Lightning user types them."""
-    r = run_cli("srexp.train", "trainer.fast_dev_run=true", "logger=csv", f"hydra.run.dir={tmp_path / 'fdr'}",
+    r = run_cli("srexp.cli.train", "trainer.fast_dev_run=true", "logger=csv", f"hydra.run.dir={tmp_path / 'fdr'}",
                 "data.patch_size=16", "net.num_feat=8")
     assert r.returncode == 0, r.stderr[-1500:]
-    r = run_cli("srexp.train", "trainer.limit_val_batches=1", "trainer.max_steps=2", "trainer.val_check_interval=2",
+    r = run_cli("srexp.cli.train", "trainer.limit_val_batches=1", "trainer.max_steps=2", "trainer.val_check_interval=2",
                 "logger=csv", f"hydra.run.dir={tmp_path / 'lim'}", "data.patch_size=16", "net.num_feat=8",
                 "data.num_workers=0")
     assert r.returncode == 0, r.stderr[-1500:]

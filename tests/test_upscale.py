@@ -16,8 +16,8 @@ from conftest import REPO, compose_cfg, run_cli
 from srexp.data.imagefile import read_picture, write_picture
 from srexp.nets import build_net
 from srexp.ops.resize import imresize
-from srexp.tiling import receptive_radius
-from srexp.upscale import Upscaler, run
+from srexp.nets.stats import receptive_radius
+from srexp.cli.upscale import Upscaler, run
 
 SMALL = {  # preset → overrides that shrink it (the receptive field stays the preset's)
     "custom": ["net.num_feat=8", "net.body.num_block=2"],          # post-upsampling, residual blocks, pixel shuffle
@@ -118,7 +118,7 @@ def test_checkpoint_export_and_mismatches(tmp_path):
     assert got.shape == (4, 48, 60)
     assert np.abs(got[:3].astype(int) - np.round(ref.clamp(0, 1).numpy()[0] * 255)).max() <= 1
 
-    r = run_cli("srexp.export", f"ckpt={ckpt}", f"out={tmp_path / 'm.safetensors'}")
+    r = run_cli("srexp.cli.export", f"ckpt={ckpt}", f"out={tmp_path / 'm.safetensors'}")
     assert r.returncode == 0, r.stderr[-2000:]
     from safetensors import safe_open
 
@@ -127,7 +127,7 @@ def test_checkpoint_export_and_mismatches(tmp_path):
     run(upscale_cfg(ckpt=tmp_path / "m.safetensors", input=files["rgba"], output=tmp_path / "b.png"))
     assert np.array_equal(read_picture(tmp_path / "b.png"), got)
 
-    r = run_cli("srexp.upscale", f"ckpt={ckpt}", f"input={files['rgba']}", f"output={tmp_path / 'c.png'}", "scale=4")
+    r = run_cli("srexp.cli.upscale", f"ckpt={ckpt}", f"input={files['rgba']}", f"output={tmp_path / 'c.png'}", "scale=4")
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [
         f"srexp-upscale: error: scale=4 does not match ckpt={ckpt}, trained for ×2 (valid: scale=2 or unset)"]
     with pytest.raises(Exception, match="channels=1 does not match"):
@@ -163,7 +163,7 @@ def test_huge_image_is_tiled_under_a_memory_bound(tmp_path):
     del yy, xx
     # a cheap net (conv 3→4, sub-pixel conv 4→12): the cost is the image, not the net
     ckpt, net = fake_checkpoint(tmp_path / "tiny.ckpt", overrides=["net/body=none", "net.num_feat=4", "net.last_kernel=0"])
-    cmd = [sys.executable, "-m", "srexp.upscale", f"ckpt={ckpt}", "tile=512", f"input={tmp_path / 'big.png'}",
+    cmd = [sys.executable, "-m", "srexp.cli.upscale", f"ckpt={ckpt}", "tile=512", f"input={tmp_path / 'big.png'}",
            f"output={tmp_path / 'big_x2.png'}"]
     r = subprocess.run([sys.executable, "-c", MEASURE, *cmd], capture_output=True, text=True, cwd=REPO, timeout=600)
     rc, peak_mb, seconds = r.stdout.split()

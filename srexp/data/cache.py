@@ -11,7 +11,6 @@ import os
 import shutil
 import warnings
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch

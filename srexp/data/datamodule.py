@@ -311,7 +311,7 @@ class SRDataModule(L.LightningDataModule):
                                    self.augment, self.seed)
         else:
             ds = PatchDataset(self.train_pairs, self.patch_size, self.scale, self.samples, self.augment, self.seed)
-        from srexp.resume import Shifted, samples_drawn  # a resumed run starts at the sample it had reached
+        from srexp.training.resume import Shifted, samples_drawn  # a resumed run starts at the sample it had reached
 
         start = samples_drawn(self.trainer, self.batch_size)
         return self._loader(Shifted(ds, start) if start else ds, self.batch_size, self.num_workers)

@@ -7,7 +7,7 @@ works as is) or image files; relative paths are tried against the data root too.
 **Component boxes.** ``landmarks``: a JSON file ``{"<file name>": {"left_eye": [x1, y1, x2, y2], "right_eye": [...],
 "nose": [...], "mouth": [...]}}`` in the file's own pixel coordinates (scaled to ``size`` here; left/right as seen in
 the image; DFDNet's boxes are squares around the 68-point landmarks: brow + eye, nose 29–35, mouth 48–67). Faces not
-in the file, or no file: the canonical boxes of the FFHQ-aligned layout (:data:`srexp.nets.dfdnet.CANONICAL_BOXES`,
+in the file, or no file: the canonical boxes of the FFHQ-aligned layout (:data:`srexp.nets.face.dfdnet.CANONICAL_BOXES`,
 at 512: left eye (152, 188, 232, 268), right eye (280, 188, 360, 268), nose (231, 280, 281, 330), mouth (202, 318,
 312, 428), scaled with the size).
 
@@ -39,9 +39,9 @@ from torch.utils.data import DataLoader, Dataset
 from srexp.data.images import IMAGE_SUFFIXES, load_image, to_channels
 from srexp.errors import ConfigError
 from srexp.metrics import get_protocol, images_hash
-from srexp.nets.dfdnet import PARTS, canonical_boxes
+from srexp.nets.face.dfdnet import PARTS, canonical_boxes
 from srexp.ops.degrade import gaussian_blur, jpeg
-from srexp.tasks.sr import to_float
+from srexp.ops.color import to_float
 
 log = logging.getLogger(__name__)
 
@@ -258,7 +258,7 @@ class FaceDataModule(L.LightningDataModule):
                           pin_memory=self.pin_memory and torch.cuda.is_available(), persistent_workers=workers > 0)
 
     def train_dataloader(self) -> DataLoader:
-        from srexp.resume import Shifted, samples_drawn  # a resumed run starts at the sample it had reached
+        from srexp.training.resume import Shifted, samples_drawn  # a resumed run starts at the sample it had reached
 
         fits = len(self.train_files) * 3 * self.size**2 <= self.cache_gb * 2**30
         ds = FaceDataset(self.train_files, self.size, self.samples, self.landmarks, self.flip, self.seed, cache=fits)

@@ -121,7 +121,7 @@ def check_writable(path: str | Path, bits: int, alpha: bool) -> None:
 def write_picture(a: np.ndarray, path: str | Path) -> None:
     """Write ``(C, H, W)`` uint8/uint16 in the format of ``path``'s suffix (16 bits: PNG or TIFF). PNGs are
     written a band of rows at a time (:func:`write_png`), so a huge output needs no second copy in memory; a
-    ``(C, H, W)`` view of ``(H, W, C)`` memory (what :class:`srexp.upscale.Upscaler` returns) is written as is."""
+    ``(C, H, W)`` view of ``(H, W, C)`` memory (what :class:`srexp.cli.upscale.Upscaler` returns) is written as is."""
     path = Path(path)
     bits = 16 if a.dtype == np.uint16 else 8
     check_writable(path, bits, a.shape[0] in (2, 4))

@@ -51,3 +51,7 @@ def ycbcr_to_rgb(img: Tensor) -> Tensor:
     off = _OFFSET.to(device=img.device, dtype=img.dtype)
     x = img * 255 - off[:, None, None]
     return torch.einsum("ij,...jhw->...ihw", m_inv, x)
+
+
+def to_float(x: Tensor) -> Tensor:
+    return x.float().div_(255) if x.dtype == torch.uint8 else x.float()

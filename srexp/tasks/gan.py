@@ -2,44 +2,21 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Callable
 
 import lightning as L
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from srexp.errors import ConfigError
 from srexp.losses.adversarial import AdversarialLoss
 from srexp.tasks.sr import SRValidation
+from srexp.training.checkpoint import load_generator
 
 log = logging.getLogger(__name__)
 
 Optimizer = Callable[..., torch.optim.Optimizer]
 Scheduler = Callable[..., torch.optim.lr_scheduler.LRScheduler]
-
-
-def load_generator(net: nn.Module, path: str | Path, key: str = "task.generator_init") -> None:
-    """Loads the ``net.`` weights of a srexp checkpoint (``weights_only=True``) into ``net``; one-line errors."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise ConfigError(f"{key}={path}: no such file (a checkpoint of a srexp-train run, e.g. …/checkpoints/last.ckpt)")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        state = {k[4:]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
-    except Exception as e:  # noqa: BLE001 - any unpickling problem is a bad checkpoint for the user
-        raise ConfigError(f"{key}={path}: not a loadable srexp checkpoint ({str(e).splitlines()[0][:200]})") from None
-    mine = net.state_dict()
-    missing, unexpected = sorted(mine.keys() - state.keys()), sorted(state.keys() - mine.keys())
-    if missing or unexpected:
-        raise ConfigError(f"{key}={path}: the checkpoint's net does not match this one ({len(missing)} missing, "
-                          f"{len(unexpected)} unexpected keys, e.g. {(missing or unexpected)[0]}; train both phases "
-                          f"with the same arch/net settings)")
-    for k, v in state.items():
-        if v.shape != mine[k].shape:
-            raise ConfigError(f"{key}={path}: net.{k} has shape {tuple(v.shape)} in the checkpoint but "
-                              f"{tuple(mine[k].shape)} here (train both phases with the same arch/net settings)")
-    net.load_state_dict(state)
 
 
 class GANTask(SRValidation, L.LightningModule):

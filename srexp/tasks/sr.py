@@ -9,12 +9,9 @@ import torch
 from torch import Tensor, nn
 
 from srexp.metrics import SRMetrics, get_protocol
+from srexp.ops.color import to_float
 from srexp.ops.resize import imresize
 from srexp.tasks.ema import ema_copy, ema_update
-
-
-def to_float(x: Tensor) -> Tensor:
-    return x.float().div_(255) if x.dtype == torch.uint8 else x.float()
 
 
 class SRValidation:
@@ -95,7 +92,7 @@ class SRTask(SRValidation, L.LightningModule):
         ``reduce-overhead``, ``max-autotune``) for the training forward; the checkpoint keeps the plain net's keys."""
         super().__init__()
         # Only plain values go to hparams: checkpoints stay loadable with torch.load(weights_only=True). The
-        # resolved config (net, optimiser, …) travels as a plain dict (srexp.callbacks.ConfigInCheckpoint).
+        # resolved config (net, optimiser, …) travels as a plain dict (srexp.training.callbacks.ConfigInCheckpoint).
         self.save_hyperparameters(ignore=["net", "loss", "optimizer", "scheduler", "degradation"])
         self.degradation = degradation  # e.g. srexp.ops.degrade.RandomDegradation: training LR made on the device
         self.net, self.loss = net, loss

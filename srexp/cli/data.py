@@ -20,7 +20,7 @@ from srexp.data.benchmarks import COMPOSITES, EXPECTED, LAYOUTS, DataNotFoundErr
     premade_lr_file
 from srexp.data.download import ARCHIVES, download
 from srexp.data.images import ImageError, list_images, load_image
-from srexp.runtime import one_line_errors
+from srexp.cli import one_line_errors
 
 LR_SCALES = (2, 3, 4)
 

@@ -23,7 +23,6 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
-import torch.nn.functional as F
 
 from srexp.errors import ConfigError
 from srexp.ops.color import rgb_to_y

@@ -1,42 +1,14 @@
 """Shared plumbing of the commands: one-line errors, loggers, the run folder."""
 from __future__ import annotations
 
-import functools
 import logging
 import os
-import sys
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from srexp.errors import SrexpError
 
 log = logging.getLogger("srexp")
-
-
-def one_line_errors(cmd: str):
-    """Report SrexpError (and config-key errors) as ``<cmd>: error: <message>`` and exit 2."""
-
-    def deco(fn):
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            try:
-                return fn(*args, **kwargs)
-            except SrexpError as e:
-                print(f"{cmd}: error: {e}", file=sys.stderr)
-                sys.exit(2)
-            except Exception as e:  # instantiate() wraps our errors: unwrap to the first SrexpError
-                cause = e
-                while cause is not None and not isinstance(cause, SrexpError):
-                    cause = cause.__cause__ or cause.__context__
-                if cause is None:
-                    raise
-                print(f"{cmd}: error: {cause}", file=sys.stderr)
-                sys.exit(2)
-
-        return wrapper
-
-    return deco
 
 
 def build_loggers(cfg: DictConfig, run_dir: str) -> list:
@@ -46,7 +18,7 @@ def build_loggers(cfg: DictConfig, run_dir: str) -> list:
     from hydra.utils import instantiate
     from lightning.pytorch.loggers import CSVLogger
 
-    from srexp.resume import continue_csv, log_step, resume_requested, wandb_id
+    from srexp.training.resume import continue_csv, log_step, resume_requested, wandb_id
 
     loggers = [CSVLogger(save_dir=run_dir, name="csv", version="")]
     if resume_requested(cfg) and (Path(run_dir) / "checkpoints" / "last.ckpt").is_file():

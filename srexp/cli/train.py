@@ -19,21 +19,22 @@ from lightning.pytorch.utilities import rank_zero_only
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 
 from srexp import CONF_DIR
-from srexp.budget import macs_per_lr_pixel
-from srexp.callbacks import ConfigInCheckpoint, Throughput
+from srexp.nets.stats import macs_per_lr_pixel
+from srexp.training.callbacks import ConfigInCheckpoint, Throughput
 from srexp.cli import command
-from srexp.distributed import check_ddp_launch, end_ddp_job, pin_ddp_child, share_job_with_ddp_children
+from srexp.training.distributed import check_ddp_launch, end_ddp_job, pin_ddp_child, share_job_with_ddp_children
 from srexp.metrics import get_protocol
 from srexp.nets import build_net
-from srexp.evaluate import benchmark_run
-from srexp.report_table import print_val_table
-from srexp.resume import AtomicCheckpointIO, RNGState, resume_checkpoint, resume_requested
-from srexp.runtime import build_loggers, one_line_errors, save_resolved_config
+from srexp.tasks.benchmark import benchmark_run
+from srexp.metrics.table import print_val_table
+from srexp.training.resume import AtomicCheckpointIO, RNGState, resume_checkpoint, resume_requested
+from srexp.cli import one_line_errors
+from srexp.training.runtime import build_loggers, save_resolved_config
 
-log = logging.getLogger("srexp.train")
+log = logging.getLogger("srexp.cli.train")
 # Lightning chatter that says nothing about this run
 warnings.filterwarnings("ignore", message=".*on_after_batch_transfer.*")
 warnings.filterwarnings("ignore", message=".*LeafSpec.*")
@@ -78,9 +79,9 @@ def run(cfg: DictConfig, run_dir: str | None = None, callbacks: list = ()) -> di
     L.seed_everything(cfg.seed, workers=True)
     if run_dir is None:
         run_dir = HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else "outputs/run"
-    # resume=true / ckpt_path=last: continue this run folder from its last.ckpt (srexp.resume); a path: start from it
+    # resume=true / ckpt_path=last: continue this run folder from its last.ckpt (srexp.training.resume); a path: start from it
     ckpt_path = str(resume_checkpoint(run_dir)) if resume_requested(cfg) else cfg.get("ckpt_path")
-    if rank_zero_only.rank == 0:  # a DDP child shares rank 0's folder (srexp.distributed)
+    if rank_zero_only.rank == 0:  # a DDP child shares rank 0's folder (srexp.training.distributed)
         save_resolved_config(cfg, run_dir)
     net = build_net(cfg.net)
     trainer = build_trainer(cfg, run_dir, callbacks)
@@ -143,7 +144,7 @@ def train(cfg: DictConfig) -> float | None:
 
 
 def main() -> float | None:
-    pin_ddp_child()  # a process Lightning's DDP started runs its parent's job, not the command line (srexp.distributed)
+    pin_ddp_child()  # a process Lightning's DDP started runs its parent's job, not the command line (srexp.training.distributed)
     return train()
 
 

@@ -4,7 +4,7 @@
   (Hydra's own "Could not find 'arch/nope'" is a multi-line report).
 * ``srexp-train resume=true`` (or ``ckpt_path=last``) without ``hydra.run.dir=`` continues the latest run folder under
   ``outputs/`` started with the same overrides: its folder is passed to Hydra as ``hydra.run.dir`` so no new
-  folder is made (:mod:`srexp.resume`).
+  folder is made (:mod:`srexp.training.resume`).
 """
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def _quote(path: str) -> str:
 
 def with_resume_dir(argv: list[str]) -> list[str]:
     """``resume=true`` without a run folder → ``hydra.run.dir=<latest matching run>`` appended (single runs)."""
-    from srexp.resume import find_run
+    from srexp.training.resume import find_run
 
     args = {a.split("=", 1)[0]: a.split("=", 1)[1] for a in argv if "=" in a and not a.startswith("-")}
     wants = args.get("resume") in TRUE or args.get("ckpt_path") == "last"
@@ -87,6 +87,31 @@ def command(cmd: str, resume: bool = False) -> Callable:
                 print(f"{cmd}: error: {e}", file=sys.stderr)
                 sys.exit(2)
             return main(*args, **kwargs)
+
+        return wrapper
+
+    return deco
+
+
+def one_line_errors(cmd: str):
+    """Report SrexpError (and config-key errors) as ``<cmd>: error: <message>`` and exit 2."""
+
+    def deco(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except SrexpError as e:
+                print(f"{cmd}: error: {e}", file=sys.stderr)
+                sys.exit(2)
+            except Exception as e:  # instantiate() wraps our errors: unwrap to the first SrexpError
+                cause = e
+                while cause is not None and not isinstance(cause, SrexpError):
+                    cause = cause.__cause__ or cause.__context__
+                if cause is None:
+                    raise
+                print(f"{cmd}: error: {cause}", file=sys.stderr)
+                sys.exit(2)
 
         return wrapper
 

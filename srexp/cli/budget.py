@@ -5,7 +5,7 @@
   pixel, counted with forward hooks on a small input (exact for 'same'-padded convs at any size). Fixed
   interpolation, activations and additions are not counted: a pre-upsampling net's cost is its convs at HR.
 
-``python -m srexp.budget +sweep=compare_upsampling`` prints, for every strategy × upsample layer of the sweep, the
+``python -m srexp.cli.budget +sweep=compare_upsampling`` prints, for every strategy × upsample layer of the sweep, the
 ``net.num_feat`` whose parameter count is closest to the sweep's ``sweep.target_params``, as the YAML block the
 preset holds (``sweep.num_feat``), and the table of params and MACs; ``tests/test_sweeps.py`` checks each preset's
 widths land within ±10% (``TOLERANCE``) of its target.
@@ -15,50 +15,10 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-import torch
-from torch import nn
+from srexp.nets.stats import count_params, macs_per_lr_pixel
+
 
 TOLERANCE = 0.10  # params within ±10% of the target count as matched
-PROBE = 16  # LR side of the probe input
-
-
-def count_params(net: nn.Module) -> int:
-    return sum(p.numel() for p in net.parameters() if p.requires_grad)
-
-
-@torch.no_grad()
-def macs_per_lr_pixel(net: nn.Module, channels: int | None = None, probe: int = PROBE) -> float | None:
-    """MACs of the conv/transposed-conv/linear layers of one forward pass, per LR input pixel; None for a net that
-    does not take a plain LR image (a statistic must not stop a run)."""
-    total = 0
-
-    def hook(mod: nn.Module, inp, out) -> None:
-        nonlocal total
-        if isinstance(mod, nn.ConvTranspose2d):  # every input pixel is scattered into a k×k patch per output channel
-            kh, kw = mod.kernel_size
-            total += inp[0].numel() * (mod.out_channels // mod.groups) * kh * kw
-        elif isinstance(mod, nn.Conv2d):
-            kh, kw = mod.kernel_size
-            total += out.numel() * (mod.in_channels // mod.groups) * kh * kw
-        elif isinstance(mod, nn.Linear):
-            total += out.numel() * mod.in_features
-
-    handles = [m.register_forward_hook(hook) for m in net.modules()
-               if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))]
-    channels = getattr(net, "in_channels", None) or channels or 3
-    p = next(iter(net.parameters()), None)
-    x = torch.rand(1, channels, probe, probe, device=p.device if p is not None else "cpu")
-    was_training = net.training
-    try:
-        net.eval()
-        net(x)
-    except (RuntimeError, TypeError, ValueError):
-        return None
-    finally:
-        net.train(was_training)
-        for h in handles:
-            h.remove()
-    return total / (probe * probe)
 
 
 def sweep_axes(cfg: Any) -> tuple[list[str], list[str]]:
@@ -129,7 +89,7 @@ def main() -> None:
     args = sys.argv[1:]
     sweeps = [a.split("=", 1)[1] for a in args if a.startswith("+sweep=")]
     if len(sweeps) != 1:
-        sys.exit("usage: python -m srexp.budget +sweep=NAME [overrides]   (e.g. +sweep=compare_upsampling)")
+        sys.exit("usage: python -m srexp.cli.budget +sweep=NAME [overrides]   (e.g. +sweep=compare_upsampling)")
     extra = [a for a in args if not a.startswith("+sweep=")]
     target, rows = budget_table(sweeps[0], extra, search=True)
     print(f"# {sweeps[0]}: num_feat per strategy × layer for {target:,} params (±{TOLERANCE:.0%})")

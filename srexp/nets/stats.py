@@ -1,20 +1,55 @@
-"""Tiled inference: memory bounded by the tile, output equal to the whole-image output.
-
-An output pixel depends on LR pixels at most ``receptive_radius(net)`` away from its own LR position. Each LR tile is
-run with ``overlap`` pixels of context on every side (fewer at the image border, where the whole image has its
-padding too) and only its core is kept, so with ``overlap >= radius`` the kept pixels are the whole-image ones
-(up to float rounding: convolutions of different sizes may sum in another order).
-"""
+"""Model size and cost: parameters, MACs per LR pixel, receptive-field radius (the bound that makes tiling exact)."""
 from __future__ import annotations
 
 import math
-from typing import Callable
 
-import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from srexp.nets.upsample import InterpolateUp, ReshapeUp
+
+
+PROBE = 16  # LR side of the probe input
+
+
+def count_params(net: nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters() if p.requires_grad)
+
+
+@torch.no_grad()
+def macs_per_lr_pixel(net: nn.Module, channels: int | None = None, probe: int = PROBE) -> float | None:
+    """MACs of the conv/transposed-conv/linear layers of one forward pass, per LR input pixel; None for a net that
+    does not take a plain LR image (a statistic must not stop a run)."""
+    total = 0
+
+    def hook(mod: nn.Module, inp, out) -> None:
+        nonlocal total
+        if isinstance(mod, nn.ConvTranspose2d):  # every input pixel is scattered into a k×k patch per output channel
+            kh, kw = mod.kernel_size
+            total += inp[0].numel() * (mod.out_channels // mod.groups) * kh * kw
+        elif isinstance(mod, nn.Conv2d):
+            kh, kw = mod.kernel_size
+            total += out.numel() * (mod.in_channels // mod.groups) * kh * kw
+        elif isinstance(mod, nn.Linear):
+            total += out.numel() * mod.in_features
+
+    handles = [m.register_forward_hook(hook) for m in net.modules()
+               if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))]
+    channels = getattr(net, "in_channels", None) or channels or 3
+    p = next(iter(net.parameters()), None)
+    x = torch.rand(1, channels, probe, probe, device=p.device if p is not None else "cpu")
+    was_training = net.training
+    try:
+        net.eval()
+        net(x)
+    except (RuntimeError, TypeError, ValueError):
+        return None
+    finally:
+        net.train(was_training)
+        for h in handles:
+            h.remove()
+    return total / (probe * probe)
+
 
 # taps either side of MATLAB bicubic (kernel width 4 → 2, plus the rounding of u - 2); 1 for nearest/bilinear
 INTERPOLATE_RADIUS = {"bicubic": 3, "bilinear": 1, "nearest": 1}
@@ -65,31 +100,3 @@ def receptive_radius(net: nn.Module, channels: int, probe: int = 16) -> int | No
         for h in handles:
             h.remove()
     return math.ceil(total - 1e-9)
-
-
-def tiles(h: int, w: int, tile: int) -> list[tuple[int, int, int, int]]:
-    """Cores ``(y0, y1, x0, x1)`` covering an ``h × w`` image; ``tile <= 0`` = one tile."""
-    th, tw = (h, w) if tile <= 0 else (tile, tile)
-    return [(y, min(y + th, h), x, min(x + tw, w)) for y in range(0, h, th) for x in range(0, w, tw)]
-
-
-def run_tiled(fn: Callable[[Tensor], Tensor], src: np.ndarray, scale: int, tile: int, overlap: int,
-              dst: np.ndarray) -> np.ndarray:
-    """``dst[..., s·y0:s·y1, s·x0:s·x1] = fn(src tile with overlap)[core]`` for every tile.
-
-    ``src``: ``(N, C, H, W)`` uint8 / uint16 (read as x / 255 or x / 65535) or float in [0, 1]; ``fn`` maps a float
-    ``(N, C, h, w)`` CPU tensor to ``(N, C', s·h, s·w)``; ``dst``: ``(N, C', s·H, s·W)``, uint8 / uint16 (rounded,
-    clipped) or float32 (as computed, for tests). Only one tile is ever in float."""
-    h, w = src.shape[-2:]
-    peak = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
-    s = scale
-    for y0, y1, x0, x1 in tiles(h, w, tile):
-        a0, a1, b0, b1 = max(y0 - overlap, 0), min(y1 + overlap, h), max(x0 - overlap, 0), min(x1 + overlap, w)
-        x = torch.from_numpy(np.ascontiguousarray(src[..., a0:a1, b0:b1])).float()
-        if src.dtype in peak:
-            x /= peak[src.dtype]
-        y = fn(x)[..., s * (y0 - a0) : s * (y1 - a0), s * (x0 - b0) : s * (x1 - b0)]
-        if dst.dtype in peak:
-            y = torch.round(y.clamp(0, 1) * peak[dst.dtype])
-        dst[..., s * y0 : s * y1, s * x0 : s * x1] = y.numpy().astype(dst.dtype, copy=False)
-    return dst

@@ -2,7 +2,7 @@
 
 A dictionary is a safetensors file (no pickle) holding one float32 tensor per component and scale,
 ``"<part>.<layer>"`` → ``(K, C, h, w)`` (e.g. ``left_eye.relu2_2``: K atoms of C VGG channels on the component's
-h×w RoI grid; shapes: :func:`srexp.nets.dfdnet.dictionary_shapes`), and in its metadata ``format`` and
+h×w RoI grid; shapes: :func:`srexp.nets.face.dfdnet.dictionary_shapes`), and in its metadata ``format`` and
 ``provenance``, a JSON object: the images' content hash and count, K, the face size, the layers, the encoder's
 identity, the K-means settings. Loading checks every shape against the net config and the encoder against the net's:
 a mismatch is one :class:`ConfigError` line naming the file, the entry, the expected and the found shape.

@@ -302,7 +302,7 @@ class DFDNet(nn.Module):
     def __init__(self, dictionary: str | Path | Mapping[str, Tensor] | None, size: int = 512, num_atoms: int = 512,
                  num_feat: int = 64, encoder: Mapping | None = None, distance: str = "inner_product"):
         super().__init__()
-        from srexp.nets.dictionary import check_dictionary, load_dictionary  # file I/O lives there
+        from srexp.nets.face.dictionary import check_dictionary, load_dictionary  # file I/O lives there
 
         if distance not in DISTANCES:
             raise ConfigError(f"net.distance={distance} is unknown (valid: {', '.join(DISTANCES)})")

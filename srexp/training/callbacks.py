@@ -13,14 +13,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from srexp.data.images import save_image
 from srexp.ops.resize import imresize
-from srexp.tasks.sr import to_float
+from srexp.ops.color import to_float
 
 
 class ConfigInCheckpoint(L.Callback):
     """Stores the resolved run config in the checkpoint, so ``srexp-eval ckpt=…`` rebuilds net and protocol."""
 
     def __init__(self, config: DictConfig | dict, choices: dict | None = None):
-        from srexp.runtime import redact  # no secrets in checkpoints
+        from srexp.training.runtime import redact  # no secrets in checkpoints
 
         self.config = redact(OmegaConf.to_container(config, resolve=True) if isinstance(config, DictConfig) else config)
         self.choices = {k: v for k, v in (choices or {}).items() if isinstance(v, str)}  # e.g. {"arch": "vdsr"}
@@ -121,7 +121,7 @@ class Throughput(L.Callback):
         return rate
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        from srexp.budget import count_params, macs_per_lr_pixel
+        from srexp.nets.stats import count_params, macs_per_lr_pixel
 
         net = getattr(pl_module, "net", pl_module)
         stats = {"model/params": count_params(net), "model/macs_per_lr_px": macs_per_lr_pixel(net)}

@@ -29,11 +29,13 @@ from srexp.data.imagefile import READ_SUFFIXES, check_writable, read_picture, wr
 from srexp.data.images import ImageError
 from srexp.errors import ConfigError
 from srexp.ops.color import rgb_to_ycbcr, ycbcr_to_rgb
+from srexp.ops.device import resolve_device
 from srexp.ops.resize import imresize
-from srexp.runtime import one_line_errors
-from srexp.tiling import INTERPOLATE_RADIUS, receptive_radius, run_tiled
+from srexp.cli import one_line_errors
+from srexp.nets.stats import INTERPOLATE_RADIUS, receptive_radius
+from srexp.ops.tiling import run_tiled
 
-log = logging.getLogger("srexp.upscale")
+log = logging.getLogger("srexp.cli.upscale")
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v")
 LUMA = (0.299, 0.587, 0.114)  # full-range: a gray image stays at its levels
 
@@ -44,8 +46,7 @@ class Upscaler:
 
     def __init__(self, net: nn.Module, scale: int, channels: int | None, device: str = "auto",
                  precision: str = "auto", tile: int = 256, overlap: int | None = None):
-        self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available()
-                                   else "cpu" if device == "auto" else device)
+        self.device = resolve_device(device)
         if precision not in ("auto", "fp32", "bf16"):
             raise ConfigError(f"precision={precision} is unknown (valid: auto, fp32, bf16)")
         self.bf16 = precision == "bf16" or (precision == "auto" and self.device.type == "cuda")
@@ -99,7 +100,7 @@ class Upscaler:
 
 def build_upscaler(cfg: DictConfig) -> Upscaler:
     """From ``ckpt=`` (a srexp-train checkpoint or a srexp-export safetensors file) or a zero-parameter ``arch=``."""
-    from srexp.export import load_model
+    from srexp.training.checkpoint import load_model
     from srexp.nets import build_net
 
     opts = dict(device=cfg.device, precision=cfg.precision, tile=int(cfg.tile),
@@ -176,7 +177,7 @@ def run(cfg: DictConfig) -> dict:
         print(f"upscaled {summary['upscaled']} images ×{ups.scale} to {dst} ({summary['skipped']} skipped, "
               f"{summary['ignored']} other files ignored)")
     elif suffix in VIDEO_SUFFIXES:
-        from srexp.video import upscale_video
+        from srexp.data.video import upscale_video
 
         summary = upscale_video(ups, src, dst, batch=int(cfg.batch), codec=cfg.video.codec, crf=int(cfg.video.crf))
         print(f"upscaled {summary['frames']} frames ×{ups.scale} to {dst} ({summary['width']}×{summary['height']}, "

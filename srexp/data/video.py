@@ -25,7 +25,7 @@ def _open(src: Path):
 
 def upscale_video(ups, src: str | Path, dst: str | Path, batch: int = 4, codec: str = "libx264",
                   crf: int = 18) -> dict:
-    """``ups``: an :class:`srexp.upscale.Upscaler`. Returns the frame count, output size, fps, audio copied."""
+    """``ups``: an :class:`srexp.cli.upscale.Upscaler`. Returns the frame count, output size, fps, audio copied."""
     import av
 
     src, dst = Path(src), Path(dst)

@@ -1,0 +1,73 @@
+"""srexp-report: the comparison report of a sweep (a multirun folder) or of any run folders.
+
+    srexp-report outputs/multirun/2024-05-01_12-00-00_compare_upsampling
+    srexp-report outputs/2024-05-01/10-00-00 outputs/2024-05-02/09-30-00 --out reports/ab
+
+Writes into the folder (or ``--out``):
+
+* ``leaderboard.md`` / ``leaderboard.csv``: one row per job — arch / strategy / upsample layer / body, params, MACs
+  per LR pixel, train patches/s, PSNR/SSIM on the validation set (and on every ``test_sets`` set and scale the run
+  measured), gain over bicubic, train and job wall time, ranked by validation PSNR. Jobs without
+  ``val_metrics.json`` (failed, or still running) are listed with their overrides, never dropped.
+* ``psnr_vs_params.png``, ``psnr_vs_throughput.png``, ``loss_curves.png`` (``csv/metrics.csv`` of every job, the
+  failed ones too) and ``crops.png``: the same crop (LR | bicubic | HR, then every job's SR) from each ``grid.png``.
+
+Every row's protocol stamp (metric protocol, shave, how LR was made, validation-images hash) must be the same, or the
+numbers are not comparable: a one-line error unless ``--allow-mixed``, which ranks each protocol apart.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from srexp.cli.report.collect import (ReportError, check_protocols, find_runs, label_jobs, load_job,  # noqa: F401
+                                      rank_jobs)
+from srexp.cli.report.plots import crops_plot, first_row_tiles, loss_plot, scatter  # noqa: F401
+from srexp.cli.report.table import write_tables
+from srexp.errors import SrexpError
+
+
+# ------------------------------------------------------------------------------------------------------------- main
+def report(paths: list[str | Path], out: str | Path | None = None, allow_mixed: bool = False) -> dict:
+    """Collect the runs under ``paths``, write the leaderboard and plots into ``out`` (default: the one folder
+    given), return ``{"jobs": [...], "files": [...]}``."""
+    paths = [Path(p) for p in paths]
+    jobs = [load_job(f) for f in find_runs(paths)]
+    out = Path(out) if out else (paths[0] if len(paths) == 1 else Path("report"))
+    out.mkdir(parents=True, exist_ok=True)
+    label_jobs(jobs, paths[0] if len(paths) == 1 else None)
+    check_protocols(jobs, allow_mixed)
+    rank_jobs(jobs)
+    title = paths[0].name if len(paths) == 1 else f"{len(paths)} folders"
+    files = [write_tables(jobs, out, title), out / "leaderboard.csv"]
+    plots = [(scatter(jobs, "params", "trainable parameters (log)", out / "psnr_vs_params.png",
+                      f"{title}: PSNR vs parameters"), out / "psnr_vs_params.png"),
+             (scatter(jobs, "patches_per_s", "train patches / s (log)", out / "psnr_vs_throughput.png",
+                      f"{title}: PSNR vs training throughput"), out / "psnr_vs_throughput.png"),
+             (loss_plot(jobs, out / "loss_curves.png", f"{title}: training loss"), out / "loss_curves.png"),
+             (crops_plot(jobs, out / "crops.png"), out / "crops.png")]
+    files += [p for made, p in plots if made]
+    return {"jobs": jobs, "files": files}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="srexp-report", description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("folders", nargs="+", help="a multirun folder (outputs/multirun/DATE) or run folders")
+    ap.add_argument("--out", help="where to write (default: the folder given; several folders: ./report)")
+    ap.add_argument("--allow-mixed", action="store_true", help="rank runs of different protocols, each apart")
+    args = ap.parse_args(argv)
+    try:
+        res = report(args.folders, args.out, args.allow_mixed)
+    except SrexpError as e:
+        print(f"srexp-report: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    jobs = res["jobs"]
+    ok = sum(j.ok for j in jobs)
+    print(Path(res["files"][0]).read_text())
+    print(f"{ok} of {len(jobs)} jobs finished; wrote " + ", ".join(str(f) for f in res["files"]))
+
+
+if __name__ == "__main__":
+    main()
