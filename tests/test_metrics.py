@@ -84,3 +84,31 @@ def test_bicubic_set5_y_float_matches_paper(shared_data, scale, psnr, ssim_):
         ss.append(s.item())
     assert sum(ps) / len(ps) == pytest.approx(psnr, abs=0.01)
     assert sum(ss) / len(ss) == pytest.approx(ssim_, abs=0.001)
+
+
+@pytest.mark.parametrize("protocol,channels", [("rgb_uint8", 3), ("y_float", 1)])
+def test_eval_and_training_validation_give_the_same_numbers(tmp_path, protocol, channels):
+    """srexp-eval's measurement (tasks.benchmark.evaluate_set) runs the validation code of training: a net validated
+    by Lightning on a folder and evaluated on it agree to the last bit, bicubic's column included."""
+    import lightning as L
+
+    from conftest import compose_cfg, write_images
+    from srexp.data.datamodule import SRDataModule
+    from srexp.nets import build_net
+    from srexp.tasks.benchmark import evaluate_set
+    from srexp.tasks.sr import SRTask
+
+    write_images(tmp_path / "val", n=3, size=(50, 38))
+    torch.manual_seed(0)
+    net = build_net(compose_cfg("train", ["arch=espcn", "scale=2", f"channels={channels}"]).net)
+    task = SRTask(net, torch.nn.L1Loss(), optimizer=torch.optim.Adam, scale=2, protocol=protocol)
+    dm = SRDataModule(train=[], val=[str(tmp_path / "val")], scale=2, channels=channels, protocol=protocol, num_workers=0)
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, accelerator="cpu")
+    logged = trainer.validate(task, datamodule=dm, verbose=False)[0]
+    row = evaluate_set(net, str(tmp_path / "val"), 2, protocol, channels, None, "cpu")
+    assert row["n_images"] == 3 and row["protocol"]["name"] == protocol
+    assert row["psnr"] == pytest.approx(logged["val/psnr"], abs=1e-5)  # logged as float32
+    assert row["bicubic_psnr"] == pytest.approx(logged["val/bicubic_psnr"], abs=1e-5)
+    assert [r["psnr"] for r in row["per_image"].values()] == [r["psnr"] for r in task.val_rows]
+    assert row["protocol"] == task.protocol.stamp(2, dm.val_hash)

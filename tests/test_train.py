@@ -46,7 +46,7 @@ def test_short_run_writes_run_folder_and_evaluates(folders, tmp_path):
         assert key in csv.splitlines()[0], key
     assert list((out / "wandb").glob("offline-run-*"))
     summary = json.loads((out / "val_metrics.json").read_text())
-    assert summary["n_images"] == 2 and summary["stamp"]["protocol"] == "rgb_uint8"
+    assert summary["n_images"] == 2 and summary["stamp"]["name"] == "rgb_uint8"
     assert 0 <= summary["data_wait_frac"] < 1 and summary["peak_mem_gb"] > 0 and summary["patches_per_s"] > 0
     assert "telemetry:" in r.stdout and "waiting for data" in r.stdout
 

@@ -25,8 +25,7 @@ from srexp.data.benchmarks import DataNotFoundError, premade_lr_file, resolve
 from srexp.data.images import ImageError, load_image, to_channels
 from srexp.errors import ConfigError
 from srexp.metrics import get_protocol, images_hash
-from srexp.ops.color import rgb_to_y
-from srexp.ops.resize import imresize, modcrop
+from srexp.ops.resize import imresize
 
 LR_SOURCES = ("make", "files", "auto")
 
@@ -58,33 +57,14 @@ def make_pair(name: str, img: Tensor, scale: int, channels: int, protocol: str, 
     making the LR by the protocol's degradation."""
     proto = get_protocol(protocol)
     img = to_channels(img, 3) if channels == 3 else img
-    lr, ref_y = proto.degrade(img, scale, channels) if lr_img is None else premade_lr(img, lr_img, scale, channels,
-                                                                                       protocol)
+    try:
+        lr, ref_y = proto.degrade(img, scale, channels) if lr_img is None else proto.premade(img, lr_img, scale,
+                                                                                            channels)
+    except ValueError as e:  # a shipped LR of the wrong size
+        raise DataNotFoundError(str(e)) from None
     h, w = ref_y.shape[-2:]
-    hr = img[..., :h, :w]
-    if channels == 1:
-        if protocol == "y_float":
-            hr = rgb_to_y(hr)  # uint8, rounded (the reference itself)
-        else:
-            hr = (ref_y / 255).float()
-    elif protocol == "rgb_uint8":
-        lr = torch.round(lr * 255).to(torch.uint8)  # exact: LR was uint8 before /255
+    lr, hr = proto.training_pair(img[..., :h, :w], lr, ref_y, channels)
     return Pair(name, lr.contiguous(), hr.contiguous(), ref_y)
-
-
-def premade_lr(hr: Tensor, lr_img: Tensor, scale: int, channels: int, protocol: str) -> tuple[Tensor, Tensor]:
-    """(LR network input, reference Y) as :meth:`Protocol.degrade` returns them, from a shipped uint8 LR image.
-    The LR is cut to ``modcrop(HR) / scale`` (MATLAB gives ceil(H / s) rows for an H that s does not divide)."""
-    H, W = hr.shape[-2:]
-    hr = modcrop(hr, scale)
-    h, w = hr.shape[-2] // scale, hr.shape[-1] // scale
-    if lr_img.shape[-2] not in (h, -(-H // scale)) or lr_img.shape[-1] not in (w, -(-W // scale)):
-        raise DataNotFoundError(f"LR image {lr_img.shape[-1]}×{lr_img.shape[-2]} does not match the HR {W}×{H} at "
-                                f"×{scale} (expected {w}×{h}, or {-(-W // scale)}×{-(-H // scale)})")
-    lr = to_channels(lr_img[..., :h, :w], 3).double() / 255  # gray → RGB, as the protocol does
-    lr = rgb_to_y(lr) if channels == 1 else lr
-    ref_y = rgb_to_y(hr).double() if protocol == "y_float" else rgb_to_y(to_channels(hr, 3).double() / 255) * 255
-    return lr.float(), ref_y
 
 
 def load_pairs(specs: Sequence[str], root, scale: int, channels: int, protocol: str, min_hr: int = 0,

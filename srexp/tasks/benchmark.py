@@ -13,9 +13,9 @@ from torch import nn
 from srexp.data.benchmarks import DataNotFoundError
 from srexp.data.datamodule import load_pairs
 from srexp.data.images import save_image
-from srexp.metrics import get_protocol, images_hash, psnr_ssim
+from srexp.metrics import images_hash
 from srexp.metrics.published import reference
-from srexp.ops.color import to_float
+from srexp.tasks.sr import Evaluator
 from srexp.training.checkpoint import AtScale
 
 log = logging.getLogger("srexp.eval")
@@ -24,22 +24,22 @@ log = logging.getLogger("srexp.eval")
 @torch.no_grad()
 def evaluate_set(net: nn.Module, set_name: str, scale: int, protocol: str, channels: int, root, device,
                  save_dir: Path | None = None) -> dict:
-    proto = get_protocol(protocol)
+    """One set at one scale, measured by :class:`~srexp.tasks.sr.Evaluator` (the validation code of training):
+    the set means, bicubic's beside them, the per-image values and the protocol stamp."""
     pairs = load_pairs([set_name], root, scale, channels, protocol)
-    psnrs, ssims = [], []
-    for p in pairs:
-        sr = net(to_float(p.lr[None].to(device)))
-        sr = sr[-1] if isinstance(sr, (list, tuple)) else sr
-        ps, ss = psnr_ssim(proto.sr_to_y(sr).cpu(), p.ref_y[None], scale)
-        psnrs.append(ps.item())
-        ssims.append(ss.item())
+    ev = Evaluator(net, scale, protocol).to(device).eval()
+    for i, p in enumerate(pairs):
+        lr, ref_y, _ = ev.on_after_batch_transfer((p.lr[None].to(device), p.ref_y[None].to(device), None))
+        sr = ev.measure(lr, ref_y, torch.tensor([i], device=device))
         if save_dir is not None:
             (save_dir / set_name / f"x{scale}").mkdir(parents=True, exist_ok=True)
             save_image(sr[0].cpu(), save_dir / set_name / f"x{scale}" / f"{p.name}.png")
+    means, per_image = ev.validation_result()
     return {
-        "set": set_name, "scale": scale, "psnr": sum(psnrs) / len(psnrs), "ssim": sum(ssims) / len(ssims),
-        "n_images": len(pairs), "protocol": proto.stamp(scale, images_hash(p.ref_y for p in pairs)) | {"name": protocol},
-        "per_image": {p.name: {"psnr": a, "ssim": b} for p, a, b in zip(pairs, psnrs, ssims)},
+        "set": set_name, "scale": scale, **{k: v.item() for k, v in means.items()}, "n_images": len(pairs),
+        "protocol": ev.protocol.stamp(scale, images_hash(p.ref_y for p in pairs)),
+        "per_image": {pairs[r["index"]].name: {k: r[k] for k in ("psnr", "ssim", "bicubic_psnr", "bicubic_ssim")}
+                      for r in per_image},
     }
 
 
@@ -84,13 +84,15 @@ def markdown_table(rows: list[dict], method: str | None, paper=None, missing: li
         pp = f"{pub[0]:.2f}" if pub else "–"
         psim = f"{pub[1]:.4f}" if pub and pub[1] is not None else "–"
         if "reason" in r:
-            lines.append(f"| {r['set']} | ×{r['scale']} | missing | – | {pp} | {psim} | – |")
+            lines.append(f"| {r['set']} | ×{r['scale']} | missing | – | – | {pp} | {psim} | – |")
             continue
         same = pub_proto == r["protocol"]["name"]
         if pub and not same:
             others.add(pub_proto or "an unknown protocol")
         delta = f"{r['psnr'] - pub[0]:+.2f}" + ("" if same else " †") if pub else "–"
-        lines.append(f"| {r['set']} | ×{r['scale']} | {r['psnr']:.3f} | {r['ssim']:.4f} | {pp} | {psim} | {delta} |")
+        bic = f"{r['bicubic_psnr']:.3f}" if "bicubic_psnr" in r else "–"
+        lines.append(f"| {r['set']} | ×{r['scale']} | {r['psnr']:.3f} | {r['ssim']:.4f} | {bic} | {pp} | {psim} | "
+                     f"{delta} |")
     lines.append("")
     lines.append(f"Protocol `{proto}`: Y channel, shave = scale, SR quantised to 8 bits."
                  + (f" † the paper measured under `{'`, `'.join(sorted(others))}`." if others else ""))

@@ -38,31 +38,52 @@ class SRValidation:
     def on_validation_epoch_start(self) -> None:
         self.val_rows = []
 
+    def measure(self, lr: Tensor, ref_y: Tensor, index: Tensor | None = None, sr: Tensor | None = None) -> Tensor:
+        """Adds one batch of whole images to the metrics (SR, and bicubic of the same LR); returns the SR."""
+        sr = self(lr) if sr is None else sr
+        self.val_metrics.update(self.protocol.sr_to_y(sr), ref_y, index=index)
+        self.bicubic_metrics.update(self.protocol.sr_to_y(self.bicubic(lr, sr)), ref_y, index=index)
+        return sr
+
+    def bicubic(self, lr: Tensor, sr: Tensor) -> Tensor:
+        """The baseline of bicubic's column: MATLAB bicubic of the LR (a face task: its input as is)."""
+        return imresize(lr, scale=self.scale)
+
     def validation_step(self, batch, batch_idx: int) -> None:
         lr, ref_y, idx = batch
-        sr_y = self.protocol.sr_to_y(self(lr))
-        bic_y = self.protocol.sr_to_y(imresize(lr, scale=self.scale))
-        self.val_metrics.update(sr_y, ref_y, index=idx)
-        self.bicubic_metrics.update(bic_y, ref_y, index=idx)
+        self.measure(lr, ref_y, idx)
 
-    def on_validation_epoch_end(self) -> None:
-        # compute() gathers the per-image values of every rank (DDP shards the images), so the rows and the
-        # logged means are the same numbers on every rank: no sync_dist needed
+    def validation_result(self) -> tuple[dict[str, Tensor], list[dict]]:
+        """(set means ``psnr``, ``ssim``, ``bicubic_psnr``, ``bicubic_ssim``; per-image rows) of what was measured
+        since the last call; the metrics are reset. ``compute()`` gathers the per-image values of every rank (DDP
+        shards the images), so the rows and the means are the same numbers on every rank: no sync_dist needed."""
         m, b = self.val_metrics.compute(), self.bicubic_metrics.compute()
         per_image = (m["index"], m["psnr_per_image"], m["ssim_per_image"], b["psnr_per_image"], b["ssim_per_image"])
-        self.val_rows = [{"index": int(i), "psnr": p.item(), "ssim": s.item(), "bicubic_psnr": bp.item(),
-                          "bicubic_ssim": bs.item()}
-                         for i, p, s, bp, bs in zip(*(t.reshape(-1) for t in per_image))]  # 1 image: 0-d tensors
-        self.log_dict({"val/psnr": m["psnr"].float(), "val/ssim": m["ssim"].float(),
-                       "val/bicubic_psnr": b["psnr"].float(), "val/bicubic_ssim": b["ssim"].float()},
-                      prog_bar=False)
-        self.log("val/gain_db", (m["psnr"] - b["psnr"]).float(), prog_bar=True)
+        rows = [{"index": int(i), "psnr": p.item(), "ssim": s.item(), "bicubic_psnr": bp.item(),
+                 "bicubic_ssim": bs.item()}
+                for i, p, s, bp, bs in zip(*(t.reshape(-1) for t in per_image))]  # 1 image: 0-d tensors
         self.val_metrics.reset()
         self.bicubic_metrics.reset()
+        return {"psnr": m["psnr"], "ssim": m["ssim"], "bicubic_psnr": b["psnr"], "bicubic_ssim": b["ssim"]}, rows
+
+    def on_validation_epoch_end(self) -> None:
+        means, self.val_rows = self.validation_result()
+        self.log_dict({f"val/{k}": v.float() for k, v in means.items()}, prog_bar=False)
+        self.log("val/gain_db", (means["psnr"] - means["bicubic_psnr"]).float(), prog_bar=True)
 
     test_step = validation_step
     on_test_epoch_start = on_validation_epoch_start
     on_test_epoch_end = on_validation_epoch_end
+
+
+class Evaluator(SRValidation, nn.Module):
+    """A trained net under :class:`SRValidation` outside Lightning: srexp-eval and the post-training table measure
+    with the very code that logs ``val/psnr``."""
+
+    def __init__(self, net: nn.Module, scale: int, protocol: str):
+        super().__init__()
+        self.net = net
+        self.init_validation(scale, protocol)
 
 
 class SRTask(SRValidation, L.LightningModule):

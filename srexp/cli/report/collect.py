@@ -120,8 +120,13 @@ def label_jobs(jobs: list[Job], root: Path | None) -> None:
 def describe_stamp(stamp: dict | None) -> str:
     if not stamp:
         return "none"
-    return (f"{stamp.get('protocol')}, shave {stamp.get('shave')}, LR: {stamp.get('lr')}, Y: {stamp.get('y')}, "
+    return (f"{stamp.get('name', stamp.get('protocol'))}, shave {stamp.get('shave')}, LR: {stamp.get('lr')}, Y: {stamp.get('y')}, "
             f"images sha1 {stamp.get('images_sha1')}")
+
+
+def stamp_name(stamp: dict | None) -> str:
+    """The protocol's name in a stamp (``protocol`` in run folders written before the stamp had one shape)."""
+    return (stamp or {}).get("name", (stamp or {}).get("protocol", ""))
 
 
 def _stamp_key(stamp: dict | None) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from srexp.cli.report.collect import Job, _stamp_key, bench_columns, describe_stamp, job_seconds, val_set
+from srexp.cli.report.collect import Job, _stamp_key, bench_columns, describe_stamp, job_seconds, stamp_name, val_set
 
 
 def rows(jobs: list[Job]) -> tuple[list[str], list[dict]]:
@@ -23,7 +23,7 @@ def rows(jobs: list[Job]) -> tuple[list[str], list[dict]]:
                "params": m.get("params"), "MACs/LR px": m.get("macs_per_lr_px"), "patches/s": m.get("patches_per_s"),
                "val set": val_set(j.config), "scale": j.config.get("scale"), "PSNR": m.get("psnr"),
                "SSIM": m.get("ssim"), "gain dB": m.get("gain_db"), "train s": m.get("train_s"),
-               "job s": job_seconds(j.folder), "protocol": (m.get("stamp") or {}).get("protocol", ""),
+               "job s": job_seconds(j.folder), "protocol": stamp_name(m.get("stamp")),
                "status": j.status(), "folder": str(j.folder)}
         for r in m.get("benchmark") or []:
             row[f"{r['set']} ×{int(r['scale'])} PSNR"], row[f"{r['set']} ×{int(r['scale'])} SSIM"] = r["psnr"], r["ssim"]
