@@ -24,18 +24,26 @@ def conv_act(in_channels: int, out_channels: int, kernel_size: int, act: Act | N
     return nn.Sequential(layer, act()) if act is not None else layer
 
 
-def exact_padding(kernel_size: int, scale: int, key: str) -> tuple[int, int]:
-    """``(padding, output_padding)`` that make a stride-``scale`` transposed conv exactly ×scale on any size
-    (and the strided conv with the same ``padding`` exactly ÷scale on a multiple of ``scale``).
+def check_scale(scale: int) -> None:
+    """The one check of ``scale`` that every net and layer makes."""
+    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
+        raise ConfigError(f"scale={scale!r} is not supported (valid: integers >= 1)")
+
+
+def exact_padding(kernel_size: int | None, scale: int, key: str) -> tuple[int, int, int]:
+    """``(kernel_size, padding, output_padding)`` that make a stride-``scale`` transposed conv exactly ×scale on any
+    size (and the strided conv with the same ``padding`` exactly ÷scale on a multiple of ``scale``); a null
+    ``kernel_size`` is ``scale + 4``: DBPN's 6, 8, 12 at ×2, ×4, ×8.
 
     ``out = (H-1)·r - 2p + k + op = H·r``  ⇒  ``2p - op = k - r``, with ``op ∈ {0, 1} < r``.
     """
+    kernel_size = scale + 4 if kernel_size is None else kernel_size
     if kernel_size < scale:
         raise ConfigError(
             f"{key}={kernel_size} cannot do scale={scale} (valid: kernel_size >= {scale}, or null for scale+4)"
         )
     pad = (kernel_size - scale + 1) // 2
-    return pad, 2 * pad - (kernel_size - scale)
+    return kernel_size, pad, 2 * pad - (kernel_size - scale)
 
 
 def cat(xs: list[Tensor]) -> Tensor:

@@ -85,8 +85,7 @@ class BackProjection(nn.Module):
         super().__init__()
         if num_block < 1:
             raise ConfigError(f"net.body.num_block={num_block} is too small for back-projection (valid: >= 1)")
-        k = kernel_size if kernel_size is not None else scale + 4
-        pad, out_pad = exact_padding(k, scale, "net.body.kernel_size")
+        k, pad, out_pad = exact_padding(kernel_size, scale, "net.body.kernel_size")
         nf = in_channels
 
         def up() -> nn.Module:

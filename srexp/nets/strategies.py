@@ -16,7 +16,8 @@ import torch.nn as nn
 from torch import Tensor
 
 from srexp.nets import ConfigError
-from srexp.nets.blocks import Act, DownProjection, MeanShift, UpProjection, cat, conv, conv_act, exact_padding
+from srexp.nets.blocks import (Act, DownProjection, MeanShift, UpProjection, cat, check_scale, conv, conv_act,
+                               exact_padding)
 from srexp.nets.upsample import InterpolateUp
 
 Body = Callable[..., nn.Module]      # body(in_channels=…) -> module with .out_channels
@@ -30,8 +31,7 @@ class Strategy(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, scale: int,
                  rgb_mean: Sequence[float] | None = None) -> None:
         super().__init__()
-        if not isinstance(scale, int) or scale < 1:
-            raise ConfigError(f"scale={scale!r} is not supported (valid: integers >= 1)")
+        check_scale(scale)
         self.scale, self.in_channels, self.out_channels = scale, in_channels, out_channels
         if rgb_mean is not None:
             if not len(rgb_mean) == in_channels == out_channels:
@@ -190,8 +190,7 @@ class IterativeUpsample(Strategy):
         if not (first_kernel and last_kernel):
             raise ConfigError(f"net.first_kernel={first_kernel}, net.last_kernel={last_kernel}: iterative "
                               f"needs both convs (valid: 1, 3, 5, …)")
-        k = kernel_size if kernel_size is not None else scale + 4
-        pad, _ = exact_padding(k, scale, "net.kernel_size")
+        k, pad, _ = exact_padding(kernel_size, scale, "net.kernel_size")
         self.conv_first = conv_act(in_channels, num_feat, first_kernel, act)
         self.body = body(in_channels=num_feat)
         w = self.body.out_channels

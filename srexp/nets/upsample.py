@@ -9,15 +9,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from srexp.nets import ConfigError
-from srexp.nets.blocks import Act, conv, exact_padding
+from srexp.nets.blocks import Act, check_scale, conv, exact_padding
 from srexp.ops.resize import imresize
 
 INTERPOLATE_MODES = ("nearest", "bilinear", "bicubic")
-
-
-def _check_scale(scale: int) -> None:
-    if not isinstance(scale, int) or scale < 1:
-        raise ConfigError(f"scale={scale!r} is not supported (valid: integers >= 1)")
 
 
 class InterpolateUp(nn.Module):
@@ -31,7 +26,7 @@ class InterpolateUp(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, scale: int, mode: str = "bicubic",
                  kernel_size: int = 0, act: Act | None = None) -> None:
         super().__init__()
-        _check_scale(scale)
+        check_scale(scale)
         if mode not in INTERPOLATE_MODES:
             raise ConfigError(f"net.upsample.mode={mode} is unknown (valid: {', '.join(INTERPOLATE_MODES)})")
         if kernel_size == 0 and in_channels != out_channels:
@@ -101,9 +96,8 @@ class TransposedUp(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, scale: int, kernel_size: int | None = None,
                  act: Act | None = None, impl: str = "auto") -> None:
         super().__init__()
-        _check_scale(scale)
-        k = kernel_size if kernel_size is not None else scale + 4
-        pad, out_pad = exact_padding(k, scale, "net.upsample.kernel_size")
+        check_scale(scale)
+        k, pad, out_pad = exact_padding(kernel_size, scale, "net.upsample.kernel_size")
         self.deconv = SubpixelConvTranspose2d(in_channels, out_channels, k, scale, pad, out_pad, impl=impl)
         self.act = act() if act is not None else nn.Identity()
 
@@ -138,7 +132,7 @@ class _ConvToSpace(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, scale: int, kernel_size: int = 3,
                  act: Act | None = None) -> None:
         super().__init__()
-        _check_scale(scale)
+        check_scale(scale)
         self.scale, self.out_channels = scale, out_channels
         self.conv = conv(in_channels, out_channels * scale * scale, kernel_size)
         self.act = act() if act is not None else nn.Identity()
