@@ -100,8 +100,9 @@ class Upscaler:
 
 def build_upscaler(cfg: DictConfig) -> Upscaler:
     """From ``ckpt=`` (a srexp-train checkpoint or a srexp-export safetensors file) or a zero-parameter ``arch=``."""
-    from srexp.training.checkpoint import load_model
     from srexp.nets import build_net
+    from srexp.nets.strategies import at_scale
+    from srexp.training.checkpoint import load_model, load_net
 
     opts = dict(device=cfg.device, precision=cfg.precision, tile=int(cfg.tile),
                 overlap=None if cfg.tile_overlap is None else int(cfg.tile_overlap))
@@ -112,11 +113,8 @@ def build_upscaler(cfg: DictConfig) -> Upscaler:
             raise ConfigError(f"channels={cfg.channels} does not match ckpt={cfg.ckpt}, a {channels}-channel net "
                               f"(valid: channels={channels} or unset; RGB images go through a Y net via YCbCr)")
         scale = int(cfg.scale) if cfg.scale is not None else trained
-        net = build_net(tcfg["net"] if scale == trained else {**tcfg["net"], "scale": scale})
-        if scale != trained and not getattr(net, "any_scale", False):
-            raise ConfigError(f"scale={scale} does not match ckpt={cfg.ckpt}, trained for ×{trained} "
-                              f"(valid: scale={trained} or unset)")
-        net.load_state_dict(state)
+        net = at_scale(load_net(tcfg["net"], state), scale, f"scale={scale} does not match ckpt={cfg.ckpt}, "
+                       f"trained for ×{trained} (valid: scale={trained} or unset)")
         return Upscaler(net, scale, channels, **opts)
     arch = (HydraConfig.get().runtime.choices.get("arch") if HydraConfig.initialized() else None) or "?"
     if cfg.scale is None:

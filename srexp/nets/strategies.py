@@ -216,3 +216,24 @@ class IterativeUpsample(Strategy):
             lows.append(down(cat(highs) if self.dense else highs[-1]))
             highs.append(up(cat(lows) if self.dense else lows[-1]))
         return self.conv_last(cat(highs))
+
+
+class AtScale(nn.Module):
+    """A net whose weights do not depend on the scale (``any_scale``), run at another scale than it was built for."""
+
+    def __init__(self, net: nn.Module, scale: int):
+        super().__init__()
+        self.net, self.scale = net, scale
+
+    def forward(self, x):
+        return self.net(x, scale=self.scale)
+
+
+def at_scale(net: nn.Module, scale: int, refuse: str) -> nn.Module:
+    """The one way to run a net at another scale than it was built for: itself at its own scale; wrapped in
+    :class:`AtScale` where its weights do not depend on the scale (``any_scale``); else ConfigError(``refuse``)."""
+    if scale == getattr(net, "scale", scale):
+        return net
+    if not getattr(net, "any_scale", False):
+        raise ConfigError(refuse)
+    return AtScale(net, scale)

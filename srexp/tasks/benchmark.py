@@ -16,7 +16,7 @@ from srexp.data.images import save_image
 from srexp.metrics import images_hash
 from srexp.metrics.published import reference
 from srexp.tasks.sr import Evaluator
-from srexp.training.checkpoint import AtScale
+from srexp.nets.strategies import at_scale
 
 log = logging.getLogger("srexp.eval")
 
@@ -111,7 +111,8 @@ def benchmark_run(cfg: DictConfig, net: nn.Module, run_dir: str | Path, method: 
     net.eval()
     scales = list(cfg.data.get("scales") or [cfg.scale])
     channels = int(cfg.net.get("in_channels", cfg.channels))
-    nets = {s: (net if s == cfg.scale else AtScale(net, s), channels) for s in scales}
+    nets = {s: (at_scale(net, s, f"data.scales={scales}: the net is built for ×{cfg.scale} only"), channels)
+            for s in scales}
     device = next(net.parameters()).device
     rows, missing = benchmark(nets, cfg.test_sets, cfg.protocol, cfg.data.get("root"), device)
     paper = OmegaConf.to_container(cfg.paper) if cfg.get("paper") else None

@@ -11,6 +11,7 @@ from torch import nn
 
 from srexp.errors import ConfigError
 from srexp.nets import build_net
+from srexp.nets.strategies import at_scale
 from srexp.training.runtime import redact
 
 
@@ -75,30 +76,15 @@ def load_net(net_cfg: DictConfig | dict, state: dict | None = None) -> nn.Module
     return net.eval()
 
 
-class AtScale(nn.Module):
-    """A net whose weights do not depend on the scale (``any_scale``), run at another scale than it was built for."""
-
-    def __init__(self, net: nn.Module, scale: int):
-        super().__init__()
-        self.net, self.scale = net, scale
-
-    def forward(self, x):
-        return self.net(x, scale=self.scale)
-
-
 def nets_from_checkpoint(tcfg: dict, state: dict, scales: list[int]) -> dict[int, tuple[nn.Module, int]]:
-    """The trained net at each requested scale. Another scale than the trained one works for nets whose weights do
-    not depend on it (pre-upsampling with an interpolation: VDSR, SRCNN; multi-scale VDSR is trained for it)."""
+    """The trained net at each requested scale (:func:`srexp.nets.strategies.at_scale`). Another scale than the
+    trained one works for nets whose weights do not depend on it (pre-upsampling with an interpolation: VDSR,
+    SRCNN; multi-scale VDSR is trained for it)."""
     channels = int(tcfg["net"].get("in_channels", tcfg["channels"]))
-    nets = {}
-    for s in scales:
-        net = load_net({**tcfg["net"], "scale": s} if s != tcfg["scale"] else tcfg["net"])
-        if s != tcfg["scale"] and not getattr(net, "any_scale", False):
-            raise ConfigError(f"eval.scales={scales}: the checkpoint was trained for ×{tcfg['scale']} only "
-                              f"(valid: [{tcfg['scale']}]; only pre-upsampling nets run at any scale)")
-        net.load_state_dict(state)
-        nets[s] = (net, channels)
-    return nets
+    net = load_net(tcfg["net"], state)
+    return {s: (at_scale(net, s, f"eval.scales={scales}: the checkpoint was trained for ×{tcfg['scale']} only "
+                                 f"(valid: [{tcfg['scale']}]; only pre-upsampling nets run at any scale)"), channels)
+            for s in scales}
 
 
 def load_generator(net: nn.Module, path: str | Path, key: str = "task.generator_init") -> None:
