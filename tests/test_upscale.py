@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from conftest import REPO, compose_cfg, run_cli
-from srexp.data.imagefile import read_picture, write_picture
+from srexp.data.images import read_image, save_image
 from srexp.nets import build_net
 from srexp.ops.resize import imresize
 from srexp.nets.stats import receptive_radius
@@ -58,9 +58,9 @@ def _images(folder: Path) -> dict[str, Path]:
     files = {}
     g16 = np.round(smooth * 65535).astype(np.uint16)
     Image.fromarray(g16).save(folder / "gray16.png")
-    write_picture(np.stack([g16, g16[::-1], g16[:, ::-1]]), folder / "rgb16.png")
+    save_image(np.stack([g16, g16[::-1], g16[:, ::-1]]), folder / "rgb16.png")
     rgba = np.concatenate([rng.integers(0, 256, (3, 24, 30)), np.round(smooth * 255)[None]]).astype(np.uint8)
-    write_picture(rgba, folder / "rgba.png")
+    save_image(rgba, folder / "rgba.png")
     Image.fromarray(np.round(smooth * 255).astype(np.uint8)).save(folder / "gray.png")
     Image.fromarray(rgba[:3].transpose(1, 2, 0)).convert("CMYK").save(folder / "cmyk.jpg")
     Image.fromarray(rgba[:3].transpose(1, 2, 0)).convert("P", palette=Image.ADAPTIVE).save(folder / "palette.png")
@@ -78,18 +78,18 @@ def test_formats_are_kept(tmp_path):
     files = _images(tmp_path / "in")
     summary = run(upscale_cfg(input=tmp_path / "in", output=tmp_path / "out", scale=2, tile=8))
     assert summary == {"upscaled": 6, "skipped": 0, "ignored": 0}
-    out = {p.stem: read_picture(p) for p in (tmp_path / "out").iterdir()}
+    out = {p.stem: read_image(p) for p in (tmp_path / "out").iterdir()}
     expect = {"gray16": (1, np.uint16), "rgb16": (3, np.uint16), "rgba": (4, np.uint8), "gray": (1, np.uint8),
               "cmyk": (3, np.uint8), "palette": (3, np.uint8)}
     for name, (c, dtype) in expect.items():
         assert out[name].shape == (c, 48, 60) and out[name].dtype == dtype, name
     # 16 bits in, 16 bits out: the bicubic of x/65535 in float, not of an 8-bit copy
-    g16 = read_picture(files["gray16"]).astype(np.float32) / 65535
+    g16 = read_image(files["gray16"]).astype(np.float32) / 65535
     ref = np.round(imresize(torch.from_numpy(g16)[None], scale=2).clamp(0, 1).numpy() * 65535)[0]
     assert np.abs(out["gray16"].astype(np.float64) - ref).max() <= 1
     assert len(np.unique(out["gray16"] % 257)) > 10  # real 16-bit values, not 8-bit ×257
     # alpha upscaled by bicubic beside the colour
-    a = read_picture(files["rgba"])[3:].astype(np.float32) / 255
+    a = read_image(files["rgba"])[3:].astype(np.float32) / 255
     ref_a = np.round(imresize(torch.from_numpy(a)[None], scale=2).clamp(0, 1).numpy() * 255)[0]
     assert np.abs(out["rgba"][3:].astype(int) - ref_a).max() <= 1
 
@@ -111,10 +111,10 @@ def test_checkpoint_export_and_mismatches(tmp_path):
     files = _images(tmp_path / "in")
     ckpt, net = fake_checkpoint(tmp_path / "m.ckpt")
     run(upscale_cfg(ckpt=ckpt, input=files["rgba"], output=tmp_path / "a.png"))
-    rgba = read_picture(files["rgba"])
+    rgba = read_image(files["rgba"])
     with torch.no_grad():
         ref = net(torch.from_numpy(rgba[None, :3]).float() / 255)
-    got = read_picture(tmp_path / "a.png")
+    got = read_image(tmp_path / "a.png")
     assert got.shape == (4, 48, 60)
     assert np.abs(got[:3].astype(int) - np.round(ref.clamp(0, 1).numpy()[0] * 255)).max() <= 1
 
@@ -125,7 +125,7 @@ def test_checkpoint_export_and_mismatches(tmp_path):
     with safe_open(str(tmp_path / "m.safetensors"), "pt") as f:
         assert json.loads(f.metadata()["srexp_config"])["scale"] == 2
     run(upscale_cfg(ckpt=tmp_path / "m.safetensors", input=files["rgba"], output=tmp_path / "b.png"))
-    assert np.array_equal(read_picture(tmp_path / "b.png"), got)
+    assert np.array_equal(read_image(tmp_path / "b.png"), got)
 
     r = run_cli("srexp.cli.upscale", f"ckpt={ckpt}", f"input={files['rgba']}", f"output={tmp_path / 'c.png'}", "scale=4")
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [
@@ -139,8 +139,8 @@ def test_y_net_colours_rgb_and_keeps_gray(tmp_path):
     ckpt, _ = fake_checkpoint(tmp_path / "y.ckpt", arch="espcn", channels=1)
     run(upscale_cfg(ckpt=ckpt, input=files["cmyk"], output=tmp_path / "rgb.png", tile=8))
     run(upscale_cfg(ckpt=ckpt, input=files["gray"], output=tmp_path / "gray.png"))
-    assert read_picture(tmp_path / "rgb.png").shape == (3, 48, 60)
-    assert read_picture(tmp_path / "gray.png").shape == (1, 48, 60)
+    assert read_image(tmp_path / "rgb.png").shape == (3, 48, 60)
+    assert read_image(tmp_path / "gray.png").shape == (1, 48, 60)
 
 
 MEASURE = """

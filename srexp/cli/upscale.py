@@ -25,8 +25,7 @@ from torch import Tensor, nn
 
 from srexp import CONF_DIR
 from srexp.cli import command
-from srexp.data.imagefile import READ_SUFFIXES, check_writable, read_picture, write_picture
-from srexp.data.images import ImageError
+from srexp.data.images import IMAGE_SUFFIXES, ImageError, check_writable, read_image, save_image
 from srexp.errors import ConfigError
 from srexp.ops.color import rgb_to_ycbcr, ycbcr_to_rgb
 from srexp.ops.device import resolve_device
@@ -128,10 +127,10 @@ def build_upscaler(cfg: DictConfig) -> Upscaler:
 
 
 def upscale_file(ups: Upscaler, src: Path, dst: Path) -> tuple[int, ...]:
-    a = read_picture(src)
+    a = read_image(src)
     check_writable(dst, 16 if a.dtype == np.uint16 else 8, a.shape[0] in (2, 4))
     out = ups(a[None])[0]
-    write_picture(out, dst)
+    save_image(out, dst)
     return out.shape
 
 
@@ -141,9 +140,9 @@ def upscale_folder(ups: Upscaler, src: Path, dst: Path) -> dict:
     from rich.progress import track
 
     files = sorted(p for p in src.iterdir() if p.is_file() and not p.name.startswith("."))
-    images = [p for p in files if p.suffix.lower() in READ_SUFFIXES]
+    images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
     if not images:
-        raise ImageError(f"input={src}: no images in the folder (valid: {', '.join(READ_SUFFIXES)})")
+        raise ImageError(f"input={src}: no images in the folder (valid: {', '.join(IMAGE_SUFFIXES)})")
     dst.mkdir(parents=True, exist_ok=True)
     done, skipped = 0, []
     for p in track(images, description=f"×{ups.scale}", transient=True, disable=not sys.stderr.isatty()):
@@ -164,9 +163,9 @@ def run(cfg: DictConfig) -> dict:
     if not src.exists():
         raise ConfigError(f"input={src}: no such file or folder")
     suffix = src.suffix.lower()
-    if src.is_file() and suffix not in READ_SUFFIXES + VIDEO_SUFFIXES:
+    if src.is_file() and suffix not in IMAGE_SUFFIXES + VIDEO_SUFFIXES:
         raise ImageError(f"input={src}: unsupported format {suffix or '(none)'} (valid: "
-                         f"{', '.join(READ_SUFFIXES + VIDEO_SUFFIXES)}, or a folder of images)")
+                         f"{', '.join(IMAGE_SUFFIXES + VIDEO_SUFFIXES)}, or a folder of images)")
     if src.resolve() == dst.resolve():
         raise ConfigError(f"output={dst} is the input: choose another path (the input would be overwritten)")
     ups = build_upscaler(cfg)
