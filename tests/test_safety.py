@@ -42,6 +42,7 @@ def test_secrets_are_redacted(tmp_path, monkeypatch):
     assert ckpt["srexp_config"]["wandb_api_key"] == "***"
 
     monkeypatch.setenv("WANDB_MODE", "offline")
+    cfg.paths.output_dir = str(tmp_path)
     wandb = build_loggers(cfg, str(tmp_path))[-1]
     init = wandb._wandb_init  # what wandb.init will get: the run folder's id, resume, the redacted config
     assert init["id"] == (tmp_path / "wandb_id.txt").read_text().strip() and init["resume"] == "allow"

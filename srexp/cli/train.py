@@ -14,7 +14,6 @@ from pathlib import Path
 
 import hydra
 import lightning as L
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
 import torch
 from hydra.core.hydra_config import HydraConfig
@@ -43,20 +42,8 @@ warnings.filterwarnings("ignore", message=".*sync_dist=True.*")  # val metrics a
 warnings.filterwarnings("ignore", message=".*evaluated exactly once.*")  # SRMetrics counts a repeated image once
 
 
-def build_callbacks(cfg: DictConfig, run_dir: str) -> list[L.Callback]:
-    callbacks = []
-    for c in (cfg.get("callbacks") or {}).values():
-        if c is None:
-            continue
-        cb = instantiate(c)
-        if isinstance(cb, ModelCheckpoint) and cb.dirpath is None:
-            cb.dirpath = str(Path(run_dir) / "checkpoints")  # in the run folder, not under a logger's folder
-        callbacks.append(cb)
-    return callbacks
-
-
 def build_trainer(cfg: DictConfig, run_dir: str, extra_callbacks: list = ()) -> L.Trainer:
-    callbacks = build_callbacks(cfg, run_dir)
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     choices = dict(HydraConfig.get().runtime.choices) if HydraConfig.initialized() else {}
     callbacks += [ConfigInCheckpoint(cfg, choices), RNGState(), *extra_callbacks]
     return instantiate(cfg.trainer, default_root_dir=run_dir, logger=build_loggers(cfg, run_dir), callbacks=callbacks,
@@ -77,8 +64,10 @@ def run(cfg: DictConfig, run_dir: str | None = None, callbacks: list = ()) -> di
         finish_wandb(exit_code=1)  # left open by an earlier job of this sweep (process) that failed
     get_protocol(cfg.protocol)  # an unknown name stops here, in one line, before any start-up chatter
     L.seed_everything(cfg.seed, workers=True)
-    if run_dir is None:
-        run_dir = HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else "outputs/run"
+    if run_dir is not None:  # the run folder: ${paths.output_dir} (Hydra's), or the one given (tests, benches)
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(run_dir)
+    run_dir = str(cfg.paths.output_dir)
     # resume=true / ckpt_path=last: continue this run folder from its last.ckpt (srexp.training.resume); a path: start from it
     ckpt_path = str(resume_checkpoint(run_dir)) if resume_requested(cfg) else cfg.get("ckpt_path")
     if rank_zero_only.rank == 0:  # a DDP child shares rank 0's folder (srexp.training.distributed)

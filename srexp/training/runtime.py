@@ -31,8 +31,7 @@ def build_loggers(cfg: DictConfig, run_dir: str) -> list:
             extra = {"id": wandb_id(run_dir), "resume": "allow", "_convert_": "all",
                      "config": redact(OmegaConf.to_container(cfg, resolve=True)), **wandb_names(cfg, run_dir)}
         # a partial first: `config` (wandb.init's) cannot be a keyword of instantiate(), whose own first argument it is
-        make = instantiate(cfg.logger, _partial_=True, save_dir=run_dir,
-                           **{k: v for k, v in extra.items() if k != "config"})
+        make = instantiate(cfg.logger, _partial_=True, **{k: v for k, v in extra.items() if k != "config"})
         loggers.append(make(config=extra["config"]) if "config" in extra else make())
     return loggers
 
