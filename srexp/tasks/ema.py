@@ -2,6 +2,14 @@
 
 The average is a deep copy of the net kept as the task's ``net_ema`` submodule, so it is in every checkpoint
 (``state_dict`` keys ``net_ema.*``), moves with the task between devices and is restored on resume.
+
+Why not Lightning 2.6's ``WeightAveraging`` / ``EMAWeightAveraging`` (read in lightning/pytorch/callbacks/
+weight_averaging.py): it averages the whole LightningModule — for a GAN or face task also the discriminator and the
+frozen VGG of the perceptual loss, twice their memory for weights no one uses; it swaps every parameter in and out
+at each validation instead of validating the average in place; and it writes the average into the checkpoint's
+``state_dict`` with the training weights moved to ``current_model_state``, so every loader (srexp-eval, -export,
+-upscale, resume) would read another layout. Its decay has no warm-up (``get_ema_avg_fn``). The copy here is the
+net only, and ``net_ema.*`` beside ``net.*`` keeps both sets of weights in the one layout the loaders know.
 """
 from __future__ import annotations
 

@@ -80,7 +80,11 @@ class Throughput(L.Callback):
     Also the data-path telemetry: ``train/data_wait_frac`` (host time between the end of one step and the start of
     the next — waiting for the loader and the copy to the device — over the whole step time), and at the end
     ``train/peak_mem_gb`` (peak GPU memory allocated; on the CPU the peak resident memory of the process). The
-    totals are printed when training ends and kept in :attr:`summary` (``val_metrics.json``, srexp-report)."""
+    totals are printed when training ends and kept in :attr:`summary` (``val_metrics.json``, srexp-report).
+
+    Not Lightning's ``ThroughputMonitor``: it calls ``torch.cuda.synchronize()`` after every batch (a stall per step on
+    the GPU, where srexp is measured against bare PyTorch), counts rank 0's samples only, and has neither the
+    data-wait fraction nor peak memory; it also warns unless the module defines ``flops_per_batch``."""
 
     def __init__(self, warmup: int = 1):
         self.warmup = warmup
