@@ -156,6 +156,27 @@ def test_random_degradation_on_device_is_seeded_by_step():
     assert deg(hr[:, :1], 2, step=0).shape == (4, 1, 16, 16)  # Y nets: no JPEG, the rest applies
 
 
+def test_one_degradation_pipeline_for_sr_and_faces():
+    """RandomDegradation (SR) and FaceDegradation are configurations of one pipeline, which checks its ranges."""
+    from srexp.data.faces import FaceDegradation
+    from srexp.errors import ConfigError
+    from srexp.ops.degrade import Degradation, RandomDegradation
+
+    assert isinstance(RandomDegradation(), Degradation) and isinstance(FaceDegradation(), Degradation)
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    gen = lambda: torch.Generator().manual_seed(1)  # noqa: E731
+    assert Degradation().apply(x, gen(), 2).shape == (2, 3, 16, 16)  # MATLAB ×1/2, LR size kept
+    assert Degradation(resample="pil", restore_size=True).apply(x, gen(), 3.0).shape == x.shape
+    off = Degradation(p_blur=0.0, p_noise=0.0, p_jpeg=0.0)
+    assert torch.equal(off.apply(x, gen()), torch.round(x * 255) / 255)  # nothing drawn on, no resize: 8 bits only
+    with pytest.raises(ConfigError, match=r"task.degradation.jpeg_quality=\[0, 50\]"):
+        RandomDegradation(jpeg_quality=(0, 50))
+    with pytest.raises(ConfigError, match="data.degrade.p_noise=1.5"):
+        FaceDegradation(p_noise=1.5)
+    with pytest.raises(ConfigError, match="matlab, pil"):
+        Degradation(resample="area")
+
+
 def test_blind_degradation_trains_through_the_composed_config(folders, tmp_path):
     from conftest import TINY, compose_cfg
     from srexp.cli.train import run

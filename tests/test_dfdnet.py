@@ -108,6 +108,17 @@ def test_dfdnet_contract_gradients_and_no_frozen_weights_in_its_state():
         net(torch.rand(1, 3, 40, 40))
 
 
+def test_a_trainable_encoder_is_saved_under_torchvisions_numbering():
+    """Checkpoints of a fine-tuned encoder keep the keys they always had: encoder.features.N.* with N torchvision's
+    index of each VGG19 conv up to conv5_4 (no pool5)."""
+    net = DFDNet(random_atoms(), size=SIZE, num_atoms=4, num_feat=4,
+                 encoder={"width": 4, "pretrained": False, "trainable": True})
+    convs = (0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34)
+    assert {k for k in net.state_dict() if k.startswith("encoder.")} == {
+        f"encoder.features.{i}.{p}" for i in convs for p in ("weight", "bias")}
+    assert net.encoder.training and all(p.requires_grad for p in net.encoder.parameters())
+
+
 def test_canonical_boxes_scale_with_the_face_and_flip_swaps_the_eyes():
     b = canonical_boxes(1, 128, 128)[0]
     torch.testing.assert_close(b, torch.tensor(CANONICAL_BOXES, dtype=torch.float32) / 4)

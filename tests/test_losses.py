@@ -12,7 +12,7 @@ from srexp.losses.adversarial import AdversarialLoss
 from srexp.losses.perceptual import PerceptualLoss
 from srexp.losses.pixel import CharbonnierLoss
 from srexp.nets import vgg
-from srexp.nets.vgg import VGG19_FILE, VGG19_URL, VGGFeatures
+from srexp.nets.vgg import VGG19_FILE, VGG19_URL, VGG19Features
 
 # torchvision's vgg19().features: conv layers at these indices (ReLU after each, max-pools at 4, 9, 18, 27, 36)
 TV_CONVS = {0: (64, 3), 2: (64, 64), 5: (128, 64), 7: (128, 128), 10: (256, 128), 12: (256, 256), 14: (256, 256),
@@ -43,7 +43,7 @@ def test_pixel_losses():
 
 
 def test_vgg19_layer_list_is_torchvisions():
-    net = VGGFeatures("pool5", pretrained=False)
+    net = VGG19Features("pool5", pretrained=False)
     assert len(net.features) == 37 and vgg.LAYER_NAMES[34:37] == ["conv5_4", "relu5_4", "pool5"]
     shapes = {k: tuple(v.shape) for k, v in net.features.state_dict().items()}
     assert shapes == {**{f"{i}.weight": (co, ci, 3, 3) for i, (co, ci) in TV_CONVS.items()},
@@ -55,7 +55,7 @@ def test_vgg_loads_torchvision_state_dict_and_feature_shapes(tmp_path):
     path = tmp_path / "vgg.pth"
     sd = tv_state_dict(upto=7)
     torch.save(sd, path)
-    net = VGGFeatures("relu2_2", weights=str(path))
+    net = VGG19Features("relu2_2", weights=str(path))
     assert torch.equal(net.features[5].weight, sd["features.5.weight"])
     assert torch.equal(net.features[7].bias, sd["features.7.bias"])
     x = torch.rand(2, 3, 24, 20)
@@ -65,12 +65,37 @@ def test_vgg_loads_torchvision_state_dict_and_feature_shapes(tmp_path):
                                                padding=1))
     assert torch.allclose(net.features[:2]((x - net.mean) / net.std), expected, atol=1e-6)
     assert torch.allclose(net(x[:, :1]), net(x[:, :1].expand(-1, 3, -1, -1)))
-    deep = VGGFeatures("relu5_4", pretrained=False)
-    assert deep(x[..., :16, :16]).shape == (2, 512, 1, 1) and VGGFeatures("conv5_4", pretrained=False).layer == "conv5_4"
+    deep = VGG19Features("relu5_4", pretrained=False)
+    assert deep(x[..., :16, :16]).shape == (2, 512, 1, 1) and VGG19Features("conv5_4", pretrained=False).layer == "conv5_4"
     with pytest.raises(SrexpError, match="no features.10.weight"):
-        VGGFeatures("relu3_1", weights=str(path))  # deeper than the file has
+        VGG19Features("relu3_1", weights=str(path))  # deeper than the file has
     with pytest.raises(ConfigError, match="relu5_4"):
-        VGGFeatures("relu6_1", pretrained=False)
+        VGG19Features("relu6_1", pretrained=False)
+
+
+def test_one_vgg_taps_several_layers_in_one_pass():
+    """Named taps: a list in the order asked, each equal to a net ending at that layer; the net stops at the
+    deepest; a width scales the blocks (DFDNet's small random encoders) and a seed makes the random init repeatable."""
+    torch.manual_seed(0)
+    multi = VGG19Features(["relu3_4", "relu1_2", "relu3_4"], pretrained=False)
+    assert multi.layer == "relu3_4" and len(multi.features) == vgg.LAYER_NAMES.index("relu3_4") + 1
+    assert multi.channels == [256, 64, 256] and vgg.layer_channels("pool5", width=4) == 32
+    x = torch.rand(2, 3, 16, 16)
+    out = multi(x)
+    assert isinstance(out, list) and [f.shape[1] for f in out] == [256, 64, 256] and torch.equal(out[0], out[2])
+    single = VGG19Features("relu1_2", pretrained=False)
+    single.load_state_dict(multi.state_dict(), strict=False)
+    assert torch.equal(single(x), out[1])
+    small = VGG19Features(["relu2_2", "relu5_4"], pretrained=False, width=4, seed=3, frozen=False)
+    again = VGG19Features(["relu2_2", "relu5_4"], pretrained=False, width=4, seed=3)
+    assert all(torch.equal(a, b) for a, b in zip(small.state_dict().values(), again.state_dict().values()))
+    assert small.identity == "vgg19[width=4]:random(seed=3)" and [f.shape[1] for f in small(x)] == [8, 32]
+    assert small.training and all(p.requires_grad for p in small.parameters())  # not frozen: trainable
+    assert not again.train().training and not any(p.requires_grad for p in again.parameters())
+    with pytest.raises(ConfigError, match="width=64"):
+        VGG19Features("relu1_2", width=4)  # torchvision's weights are width 64
+    with pytest.raises(ConfigError, match="unknown"):
+        VGG19Features([], pretrained=False)
 
 
 def test_download_only_when_no_local_file(tmp_path, monkeypatch):
@@ -84,17 +109,17 @@ def test_download_only_when_no_local_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", fake_download)
     assert vgg.hub_cache_path() == tmp_path / "torch" / "hub" / "checkpoints" / VGG19_FILE
-    net = VGGFeatures("relu1_2")  # nothing local: downloaded
+    net = VGG19Features("relu1_2")  # nothing local: downloaded
     assert calls == [VGG19_URL] and torch.equal(net.features[2].weight, sd["features.2.weight"])
 
     vgg.hub_cache_path().parent.mkdir(parents=True)
     torch.save(tv_state_dict(upto=2, seed=1), vgg.hub_cache_path())
-    net = VGGFeatures("relu1_2")  # in the hub cache: no download
+    net = VGG19Features("relu1_2")  # in the hub cache: no download
     assert calls == [VGG19_URL] and not torch.equal(net.features[2].weight, sd["features.2.weight"])
 
     explicit = tmp_path / "mine.pth"
     torch.save(sd, explicit)
-    net = VGGFeatures("relu1_2", weights=str(explicit))  # an explicit file wins
+    net = VGG19Features("relu1_2", weights=str(explicit))  # an explicit file wins
     assert calls == [VGG19_URL] and torch.equal(net.features[2].weight, sd["features.2.weight"])
 
 

@@ -15,10 +15,11 @@ at 512: left eye (152, 188, 232, 268), right eye (280, 188, 360, 268), nose (231
 σ ∈ [0.3, 2.0] px (their motion-blur branch needs their kernel files and is left out), with probability 0.95 a
 bicubic downscale by r ∈ [2, 10], with probability 0.9 Gaussian noise σ ∈ [1, 10] (0–255 scale), with probability
 0.6 JPEG at quality ∈ [40, 80], then bicubic back to ``size`` and 8-bit rounding. All on the device, batched, in
-:meth:`FaceDataModule.on_after_batch_transfer`: per-sample blur, noise and JPEG (``srexp.ops.degrade``), one ``r``
-per batch (so the resize is one op; over a run the factors cover the range). The random draws of a batch come from
-a generator seeded by (seed, index of its first sample): a resumed run degrades its batches as the uninterrupted
-one. Validation faces are degraded once, on the CPU, with a fixed seed and ``r = scale``: the numbers compare
+:meth:`FaceDataModule.on_after_batch_transfer`, by the pipeline blind-SR training uses too
+(:class:`srexp.ops.degrade.Degradation`, configured by :class:`FaceDegradation`): per-sample blur, noise and JPEG,
+one ``r`` per batch (so the resize is one op; over a run the factors cover the range). The random draws of a batch
+come from a generator seeded by (seed, index of its first sample): a resumed run degrades its batches as the
+uninterrupted one. Validation faces are degraded once, on the CPU, with a fixed seed and ``r = scale``: the numbers compare
 across runs.
 """
 from __future__ import annotations
@@ -32,7 +33,6 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
@@ -40,21 +40,14 @@ from srexp.data.images import IMAGE_SUFFIXES, load_image, to_channels
 from srexp.errors import ConfigError
 from srexp.metrics import get_protocol, images_hash
 from srexp.nets.face.dfdnet import PARTS, canonical_boxes
-from srexp.ops.degrade import gaussian_blur, jpeg
 from srexp.ops.color import to_float
+from srexp.ops.degrade import Degradation
+from srexp.ops.resize import resize_pil
 
 log = logging.getLogger(__name__)
 
 DEGRADE = {"blur_sigma": (0.3, 2.0), "downscale": (2.0, 10.0), "noise_sigma": (1.0, 10.0), "jpeg_quality": (40, 80),
            "p_blur": 0.9, "p_downscale": 0.95, "p_noise": 0.9, "p_jpeg": 0.6}
-
-
-def resize(x: Tensor, size: tuple[int, int]) -> Tensor:
-    """Antialiased bicubic (PIL's filter, which the released DFDNet resizes with): float ``(N, C, H, W)`` → float,
-    uint8 ``(C, H, W)`` → uint8, rounded."""
-    if x.dtype == torch.uint8:
-        return resize(x[None].float(), size)[0].round().clamp(0, 255).to(torch.uint8)
-    return F.interpolate(x, size=size, mode="bicubic", antialias=True, align_corners=False)
 
 
 def list_faces(specs: Sequence[str], root: str | None = None, key: str = "data.train") -> list[Path]:
@@ -100,7 +93,7 @@ def load_face(path: Path, size: int, landmarks: Mapping[str, Tensor]) -> tuple[T
     img = to_channels(load_image(path), 3)
     h, w = img.shape[-2:]
     if (h, w) != (size, size):
-        img = resize(img, (size, size))
+        img = resize_pil(img, (size, size))
     boxes = landmarks.get(path.name)
     if boxes is None:
         boxes = canonical_boxes(1, size, size)[0]
@@ -116,45 +109,28 @@ def flip_face(img: Tensor, boxes: Tensor) -> tuple[Tensor, Tensor]:
     return img.flip(-1), b[..., [1, 0, 2, 3], :]
 
 
-class FaceDegradation:
-    """The random degradation of the module docstring; ``__call__`` takes HQ ``(N, 3, S, S)`` floats in [0, 1] and
-    returns the network input (LQ resized back to S), quantised to 8 bits, on the same device."""
+class FaceDegradation(Degradation):
+    """The random degradation of the module docstring: the shared :class:`~srexp.ops.degrade.Degradation` with
+    :data:`DEGRADE`'s parameters (overridden by ``data.degrade``), PIL-style resizing and the LQ brought back to the
+    input size; ``__call__(hq, generator, downscale)`` takes HQ ``(N, 3, S, S)`` floats in [0, 1]."""
 
     def __init__(self, **cfg):
         unknown = set(cfg) - DEGRADE.keys()
         if unknown:
             raise ConfigError(f"data.degrade has unknown keys {sorted(unknown)} (valid: {', '.join(DEGRADE)})")
         c = {**DEGRADE, **cfg}
-        self.blur, self.down, self.noise, self.quality = (tuple(float(v) for v in c[k]) for k in
-                                                          ("blur_sigma", "downscale", "noise_sigma", "jpeg_quality"))
-        self.p = {k: float(c[f"p_{k}"]) for k in ("blur", "downscale", "noise", "jpeg")}
+        super().__init__(c["blur_sigma"], c["noise_sigma"], c["jpeg_quality"], c["p_blur"], c["p_noise"], c["p_jpeg"],
+                         resample="pil", restore_size=True, noise_field_first=False, key="data.degrade")
+        self.down, self.p_down = tuple(float(v) for v in c["downscale"]), float(c["p_downscale"])
 
     def draw_downscale(self, rng: np.random.Generator) -> float:
         """The batch's downscale factor (1 = none), drawn on the host: no device sync."""
         on, u = rng.random(2)
-        return self.down[0] + u * (self.down[1] - self.down[0]) if on < self.p["downscale"] else 1.0
+        return self.down[0] + u * (self.down[1] - self.down[0]) if on < self.p_down else 1.0
 
     def __call__(self, hq: Tensor, generator: torch.Generator, downscale: float) -> Tensor:
         """``downscale``: this batch's factor (:meth:`draw_downscale`, or ``scale`` for validation)."""
-        n, _, h, w = hq.shape
-        dev = hq.device
-
-        def draw(lo_hi: tuple[float, float], p: float) -> tuple[Tensor, Tensor]:
-            u, gate = torch.rand(2, n, generator=generator, device=dev)
-            return lo_hi[0] + u * (lo_hi[1] - lo_hi[0]), gate < p
-
-        sigma, on = draw(self.blur, self.p["blur"])
-        x = gaussian_blur(hq, torch.where(on, sigma, torch.zeros_like(sigma)), max_sigma=self.blur[1])
-        if downscale > 1:
-            x = resize(x, (max(1, round(h / downscale)), max(1, round(w / downscale))))
-        sigma, on = draw(self.noise, self.p["noise"])
-        noise = torch.randn(x.shape, generator=generator, device=dev, dtype=x.dtype)
-        x = (x + noise * torch.where(on, sigma, torch.zeros_like(sigma)).view(n, 1, 1, 1) / 255).clamp(0, 1)
-        q, on = draw(self.quality, self.p["jpeg"])
-        x = torch.where(on.view(n, 1, 1, 1), jpeg(x, q.round()), x)
-        if x.shape[-2:] != (h, w):
-            x = resize(x, (h, w))
-        return torch.round(x.clamp(0, 1) * 255) / 255
+        return self.apply(hq, generator, downscale)
 
 
 def batch_generator(seed: int, first: int, device) -> torch.Generator:

@@ -1,5 +1,5 @@
 """Perceptual (VGG feature) loss: a distance between VGG19 feature maps of SR and HR (Johnson et al.; SRGAN), and the
-style loss: a distance between their Gram matrices (Gatys et al.; DFDNet)."""
+style loss: a distance between their Gram matrices (Gatys et al.; DFDNet). Both tap :class:`VGG19Features`."""
 from __future__ import annotations
 
 import torch
@@ -7,30 +7,37 @@ import torch.nn as nn
 from torch import Tensor
 
 from srexp.errors import ConfigError
-from srexp.nets.vgg import LAYER_NAMES, VGGFeatures
+from srexp.nets.vgg import LAYER_NAMES, VGG19Features
 
 
-class PerceptualLoss(nn.Module):
-    """``criterion(φ(sr)·s, φ(hr)·s)`` with φ VGG19 features at ``layer`` and ``s = feature_scale``.
+class _VGGLoss(nn.Module):
+    """Holds a frozen :class:`VGG19Features` as ``self.vgg``, deliberately *not* a submodule: it never shows up in
+    ``parameters()`` (no optimiser can touch it), in ``state_dict()`` (checkpoints stay small and load without it) or
+    in ``train()`` (it stays in eval mode). ``_apply`` still moves and casts it with the loss, so ``.to(device)`` from
+    Lightning reaches it."""
 
-    SRGAN: ``layer=relu5_4`` (VGG5,4, after the activation), MSE, features rescaled by 1/12.75 — "equivalent to
-    multiplying [the VGG loss] with a rescaling factor of ≈ 0.006", which brings it to the scale of the pixel MSE.
-
-    The VGG is deliberately *not* a submodule: it never shows up in ``parameters()`` (no optimiser can touch it),
-    in ``state_dict()`` (checkpoints stay small and load without it) or in ``train()`` (it stays in eval mode).
-    ``_apply`` still moves and casts it with the loss, so ``.to(device)`` from Lightning reaches it.
-    """
-
-    def __init__(self, layer: str = "relu5_4", criterion: nn.Module | None = None, feature_scale: float = 1.0,
-                 pretrained: bool = True, weights: str | None = None) -> None:
+    def __init__(self, vgg: VGG19Features) -> None:
         super().__init__()
-        self.__dict__["vgg"] = VGGFeatures(layer, pretrained=pretrained, weights=weights)
-        self.criterion = criterion if criterion is not None else nn.MSELoss()
-        self.feature_scale = feature_scale
+        self.__dict__["vgg"] = vgg
 
     def _apply(self, fn, recurse: bool = True):
         self.vgg._apply(fn, recurse)
         return super()._apply(fn, recurse)
+
+
+class PerceptualLoss(_VGGLoss):
+    """``criterion(φ(sr)·s, φ(hr)·s)`` with φ VGG19 features at ``layer`` and ``s = feature_scale``.
+
+    SRGAN: ``layer=relu5_4`` (VGG5,4, after the activation), MSE, features rescaled by 1/12.75 — "equivalent to
+    multiplying [the VGG loss] with a rescaling factor of ≈ 0.006", which brings it to the scale of the pixel MSE.
+    The VGG is kept out of parameters and checkpoints (see ``_VGGLoss``).
+    """
+
+    def __init__(self, layer: str = "relu5_4", criterion: nn.Module | None = None, feature_scale: float = 1.0,
+                 pretrained: bool = True, weights: str | None = None) -> None:
+        super().__init__(VGG19Features(layer, pretrained=pretrained, weights=weights))
+        self.criterion = criterion if criterion is not None else nn.MSELoss()
+        self.feature_scale = feature_scale
 
     def forward(self, sr: Tensor, hr: Tensor) -> Tensor:
         with torch.no_grad():
@@ -38,25 +45,20 @@ class PerceptualLoss(nn.Module):
         return self.criterion(self.vgg(sr) * self.feature_scale, target)
 
 
-class StyleLoss(nn.Module):
+class StyleLoss(_VGGLoss):
     """``Σ_l criterion(G(φ_l(sr)), G(φ_l(hr)))`` over the VGG19 ``layers``, with ``G(φ) = φφᵀ / (C·H·W)`` the Gram
     matrix of a layer's ``C × HW`` features: it matches which features occur together (texture), not where.
-    One VGG19 up to the deepest layer, kept out of parameters and checkpoints as in :class:`PerceptualLoss`."""
+    One VGG19 up to the deepest layer, each layer counted once, summed from the shallowest; kept out of parameters
+    and checkpoints as in :class:`PerceptualLoss`."""
 
     def __init__(self, layers: tuple[str, ...] = ("relu2_2", "relu3_4", "relu4_4", "relu5_4"),
                  criterion: nn.Module | None = None, pretrained: bool = True, weights: str | None = None) -> None:
-        super().__init__()
         unknown = [layer for layer in layers if layer not in LAYER_NAMES]
         if unknown or not layers:
             raise ConfigError(f"style loss layers={list(layers)}: unknown {unknown} (valid: {', '.join(LAYER_NAMES)})")
-        deepest = max(layers, key=LAYER_NAMES.index)
-        self.__dict__["vgg"] = VGGFeatures(deepest, pretrained=pretrained, weights=weights)
-        self.taps = sorted({LAYER_NAMES.index(layer) for layer in layers})
+        taps = sorted(set(layers), key=LAYER_NAMES.index)
+        super().__init__(VGG19Features(taps, pretrained=pretrained, weights=weights))
         self.criterion = criterion if criterion is not None else nn.MSELoss()
-
-    def _apply(self, fn, recurse: bool = True):
-        self.vgg._apply(fn, recurse)
-        return super()._apply(fn, recurse)
 
     @staticmethod
     def gram(f: Tensor) -> Tensor:
@@ -65,15 +67,7 @@ class StyleLoss(nn.Module):
         return f @ f.transpose(1, 2) / (c * h * w)
 
     def grams(self, x: Tensor) -> list[Tensor]:
-        if x.shape[1] == 1:
-            x = x.expand(-1, 3, -1, -1)
-        x = (x - self.vgg.mean) / self.vgg.std if self.vgg.normalize else x
-        out = []
-        for i, m in enumerate(self.vgg.features):
-            x = m(x)
-            if i in self.taps:
-                out.append(self.gram(x))
-        return out
+        return [self.gram(f) for f in self.vgg(x)]
 
     def forward(self, sr: Tensor, hr: Tensor) -> Tensor:
         with torch.no_grad():

@@ -1,7 +1,9 @@
-"""Batched random degradations on the device: per-sample Gaussian blur and baseline JPEG.
+"""Batched random degradations on the device: per-sample Gaussian blur and baseline JPEG, and the one pipeline built
+from them, :class:`Degradation` (blur → downscale → noise → JPEG → 8 bits), which blind-SR training
+(:class:`RandomDegradation`) and DFDNet's face data (``srexp.data.faces.FaceDegradation``) configure.
 
-Both take ``(N, C, H, W)`` floats in [0, 1] and a per-sample parameter, so one call degrades a whole batch with
-different strengths (no loop over samples, no trip back to the CPU).
+Blur and JPEG take ``(N, C, H, W)`` floats in [0, 1] and a per-sample parameter, so one call degrades a whole batch
+with different strengths (no loop over samples, no trip back to the CPU).
 
 JPEG here is the codec itself minus its lossless entropy coding, so its output is what a decoder would show:
 8-bit RGB → JFIF YCbCr (full range) → 4:2:0 chroma (2×2 mean) → 8×8 orthonormal DCT → quantisation with the IJG
@@ -17,6 +19,9 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from srexp.errors import ConfigError
+from srexp.ops.resize import imresize, resize_pil
 
 # ITU T.81 Annex K tables (the IJG defaults), row-major 8×8
 _LUMA = [16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
@@ -101,9 +106,77 @@ def jpeg(x: Tensor, quality: Tensor | float) -> Tensor:
     return (out[..., :h, :w] / 255).to(x.dtype)
 
 
-class RandomDegradation:
-    """Blind-SR training input made on the device from the HR batch: per-sample Gaussian blur → MATLAB-bicubic
-    ×1/scale → Gaussian noise → JPEG (RGB only), each applied with its probability and a strength drawn per sample.
+RESAMPLES = ("matlab", "pil")
+
+
+class Degradation:
+    """Random degradation of a batch, on its device: per-sample Gaussian blur σ ∈ ``blur_sigma`` px → downscale by the
+    caller's factor → Gaussian noise σ ∈ ``noise_sigma`` (0–255 scale) → JPEG at quality ∈ ``jpeg_quality`` (RGB only)
+    → back to the input size (``restore_size``) → 8-bit rounding. Blur, noise and JPEG each happen with their
+    probability ``p_*``, their strength drawn per sample; ``resample``: ``matlab`` (:func:`~srexp.ops.resize.imresize`,
+    sides ``ceil(side / factor)``) or ``pil`` (antialiased bicubic, sides ``round(side / factor)``).
+
+    The draws come from the caller's generator, in this order: blur (strength, gate), the noise field and noise
+    (strength, gate) — in that order when ``noise_field_first``, else the other way round — then JPEG (strength,
+    gate); strength and gate are ``(2, N)`` uniforms. Same generator state, same images. (``noise_field_first`` only
+    keeps the images a seed gave before SR and faces shared this pipeline: SR drew the field first, faces last.)
+    """
+
+    def __init__(self, blur_sigma=(0.2, 2.0), noise_sigma=(1.0, 10.0), jpeg_quality=(40.0, 95.0), p_blur: float = 0.5,
+                 p_noise: float = 0.5, p_jpeg: float = 0.5, resample: str = "matlab", restore_size: bool = False,
+                 noise_field_first: bool = True, key: str = "degradation"):
+        self.blur, self.noise, self.quality = (tuple(map(float, r)) for r in (blur_sigma, noise_sigma, jpeg_quality))
+        self.p_blur, self.p_noise, self.p_jpeg = float(p_blur), float(p_noise), float(p_jpeg)
+        self.resample, self.restore_size, self.noise_field_first = resample, restore_size, noise_field_first
+        ranges = {"blur_sigma": (self.blur, 0, math.inf), "noise_sigma": (self.noise, 0, math.inf),
+                  "jpeg_quality": (self.quality, 1, 100)}
+        for name, ((lo, hi), low, high) in ranges.items():
+            if not low <= lo <= hi <= high:
+                raise ConfigError(f"{key}.{name}=[{lo:g}, {hi:g}]: needs {low} ≤ low ≤ high ≤ {high}")
+        for name in ("p_blur", "p_noise", "p_jpeg"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"{key}.{name}={getattr(self, name):g} is not a probability (0–1)")
+        if resample not in RESAMPLES:
+            raise ConfigError(f"{key}.resample={resample} is unknown (valid: {', '.join(RESAMPLES)})")
+
+    def _resize(self, x: Tensor, factor: float | None = None, size: tuple[int, int] | None = None) -> Tensor:
+        if self.resample == "matlab":
+            return imresize(x, scale=1 / factor) if size is None else imresize(x, size=size)
+        h, w = x.shape[-2:]
+        return resize_pil(x, size or (max(1, round(h / factor)), max(1, round(w / factor))))
+
+    def apply(self, x: Tensor, generator: torch.Generator, downscale: float = 1.0) -> Tensor:
+        """``x`` ``(N, C, H, W)`` floats in [0, 1] → degraded, shrunk by ``downscale`` (1: not resized) unless
+        ``restore_size``, quantised to 8 bits, on the same device."""
+        n, c, h, w = x.shape
+
+        def draw(lo_hi: tuple[float, float], p: float) -> tuple[Tensor, Tensor]:
+            u, gate = torch.rand(2, n, generator=generator, device=x.device)
+            on = gate < p
+            return torch.where(on, lo_hi[0] + u * (lo_hi[1] - lo_hi[0]), torch.zeros_like(u)), on
+
+        x = gaussian_blur(x, draw(self.blur, self.p_blur)[0], max_sigma=self.blur[1])
+        if downscale > 1:
+            x = self._resize(x, downscale)
+        def field() -> Tensor:
+            return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+
+        if self.noise_field_first:
+            noise, sigma = field(), draw(self.noise, self.p_noise)[0]
+        else:
+            sigma, noise = draw(self.noise, self.p_noise)[0], field()
+        x = (x + noise * sigma.view(n, 1, 1, 1) / 255).clamp(0, 1)
+        if c == 3:
+            q, on = draw(self.quality, self.p_jpeg)
+            x = torch.where(on.view(n, 1, 1, 1), jpeg(x, q.clamp(min=1).round()), x)
+        if self.restore_size and x.shape[-2:] != (h, w):
+            x = self._resize(x, size=(h, w))
+        return torch.round(x.clamp(0, 1) * 255) / 255
+
+
+class RandomDegradation(Degradation):
+    """Blind-SR training input made on the device from the HR batch: :class:`Degradation` with MATLAB-bicubic
+    ×1/scale, the LR size kept.
 
     Used by ``SRTask(degradation=…)`` in ``on_after_batch_transfer`` on training batches only (validation keeps the
     protocol's exact LR, so the numbers stay comparable). The draws come from a generator seeded by (seed, step):
@@ -112,24 +185,10 @@ class RandomDegradation:
 
     def __init__(self, blur_sigma=(0.2, 2.0), noise_sigma=(1.0, 10.0), jpeg_quality=(40.0, 95.0),
                  p_blur: float = 0.5, p_noise: float = 0.5, p_jpeg: float = 0.5, seed: int = 0):
-        self.blur, self.noise, self.quality = (tuple(map(float, r)) for r in (blur_sigma, noise_sigma, jpeg_quality))
-        self.p_blur, self.p_noise, self.p_jpeg, self.seed = p_blur, p_noise, p_jpeg, seed
+        super().__init__(blur_sigma, noise_sigma, jpeg_quality, p_blur, p_noise, p_jpeg, resample="matlab",
+                         key="task.degradation")
+        self.seed = seed
 
     def __call__(self, hr: Tensor, scale: int, step: int) -> Tensor:
-        from srexp.ops.resize import imresize
-
-        n, c = hr.shape[:2]
         gen = torch.Generator(device=hr.device).manual_seed(self.seed * 1_000_003 + step)
-
-        def draw(lo_hi: tuple[float, float], p: float) -> Tensor:
-            u, gate = torch.rand(2, n, generator=gen, device=hr.device)
-            return torch.where(gate < p, lo_hi[0] + u * (lo_hi[1] - lo_hi[0]), torch.zeros_like(u))
-
-        x = gaussian_blur(hr, draw(self.blur, self.p_blur), max_sigma=self.blur[1])
-        x = imresize(x, scale=1 / scale)
-        noise = torch.randn(x.shape, generator=gen, device=hr.device, dtype=x.dtype)
-        x = (x + noise * draw(self.noise, self.p_noise).view(n, 1, 1, 1) / 255).clamp(0, 1)
-        if c == 3:
-            q = draw(self.quality, self.p_jpeg)
-            x = torch.where((q > 0).view(n, 1, 1, 1), jpeg(x, q.clamp(min=1).round()), x)
-        return torch.round(x * 255) / 255
+        return self.apply(hr, gen, scale)

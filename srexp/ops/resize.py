@@ -16,6 +16,7 @@ from functools import lru_cache
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -106,3 +107,11 @@ def modcrop(img: Tensor, scale: int) -> Tensor:
     """Crop the bottom/right so both sides are multiples of ``scale`` (as the papers' ``modcrop``)."""
     h, w = img.shape[-2:]
     return img[..., : h - h % scale, : w - w % scale]
+
+
+def resize_pil(x: Tensor, size: tuple[int, int]) -> Tensor:
+    """Antialiased bicubic (PIL's filter, which the released DFDNet resizes with; not MATLAB's, see the module
+    docstring) to ``size`` ``(H, W)``: float ``(N, C, H, W)`` → float, uint8 ``(C, H, W)`` → uint8, rounded."""
+    if x.dtype == torch.uint8:
+        return resize_pil(x[None].float(), size)[0].round().clamp(0, 255).to(torch.uint8)
+    return F.interpolate(x, size=size, mode="bicubic", antialias=True, align_corners=False)

@@ -16,7 +16,7 @@ from srexp.ops.device import resolve_device
 # ------------------------------------------------------------------------------------------------- build-dictionary
 def build(cfg: DictConfig) -> dict:
     """Writes the dictionary ``cfg.output``; returns its provenance."""
-    from srexp.nets.face.dfdnet import LAYERS, PARTS, STRIDES, VGGEncoder, dictionary_shapes, roi_align
+    from srexp.nets.face.dfdnet import LAYERS, PARTS, STRIDES, dictionary_shapes, roi_align, vgg_encoder
     from srexp.nets.face.dictionary import ImagesHash, kmeans, save_dictionary
 
     if not cfg.output:
@@ -24,7 +24,7 @@ def build(cfg: DictConfig) -> dict:
     files = list_faces(cfg.images, cfg.get("root"), "images")[: cfg.max_images or None]
     landmarks, dev = load_landmarks(cfg.landmarks), resolve_device(cfg.device)
     enc_cfg = {k: v for k, v in OmegaConf.to_container(cfg.net.encoder, resolve=True).items() if k != "trainable"}
-    encoder = VGGEncoder(**enc_cfg).to(dev).eval()
+    encoder = vgg_encoder(**enc_cfg).to(dev)
     size, k = int(cfg.net.size), int(cfg.net.num_atoms)
     shapes = dictionary_shapes(size, enc_cfg.get("width", 64), k)
     crops: dict[str, list[torch.Tensor]] = {name: [] for name in shapes}

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from srexp.errors import ConfigError
-from srexp.nets.vgg import IMAGENET_MEAN, IMAGENET_STD, VGG19_FILE, hub_cache_path, vgg19_state_dict
+from srexp.nets.vgg import VGG19Features, layer_channels
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +49,6 @@ PART_SIZES = (80, 80, 50, 110)  # atom side in pixels of a 512 face (the release
 CANONICAL_BOXES = ((152, 188, 232, 268), (280, 188, 360, 268), (231, 280, 281, 330), (202, 318, 312, 428))
 LAYERS = ("relu2_2", "relu3_4", "relu4_4", "relu5_4")
 STRIDES = (2, 4, 8, 16)
-_CONVS = (2, 2, 4, 4, 4)  # VGG19: 3×3 convs per block
-_WIDTHS = (1, 2, 4, 8, 8)  # block widths in units of encoder.width (VGG19: 64)
 DISTANCES = ("inner_product", "l2")
 EPS = 1e-5  # inside the sqrt of the variance (the released code's)
 
@@ -70,7 +68,7 @@ def atom_side(part: int, layer: int, size: int) -> int:
 
 def dictionary_shapes(size: int, width: int, num_atoms: int) -> dict[str, tuple[int, int, int, int]]:
     """``{"<part>.<layer>": (K, C, h, w)}``: what a dictionary for this net config holds."""
-    return {f"{part}.{layer}": (num_atoms, width * _WIDTHS[li + 1], atom_side(pi, li, size), atom_side(pi, li, size))
+    return {f"{part}.{layer}": (num_atoms, layer_channels(layer, width), *(atom_side(pi, li, size),) * 2)
             for li, layer in enumerate(LAYERS) for pi, part in enumerate(PARTS)}
 
 
@@ -152,62 +150,14 @@ def select_atoms(x: Tensor, atoms: Tensor, distance: str = "inner_product") -> t
 
 
 # ------------------------------------------------------------------------------------------------------------ encoder
-class VGGEncoder(nn.Module):
-    """VGG19's layout (blocks of 2, 2, 4, 4, 4 3×3 convs, widths ``width·(1, 2, 4, 8, 8)``, max-pools between) up to
-    relu5_4, returning the features after relu2_2, relu3_4, relu4_4, relu5_4. Numbered as torchvision numbers
-    ``vgg19().features``, so at ``width=64`` torchvision's ``vgg19-dcbb9e9d.pth`` loads (``pretrained``). Otherwise
-    He-initialised from ``seed`` alone: ``srexp-face build-dictionary`` and the net get the same encoder without a
-    weights file (tests; such features mean little). Takes RGB in [0, 1], ImageNet-normalised inside."""
-
-    def __init__(self, width: int = 64, pretrained: bool = True, weights: str | None = None, seed: int = 0):
-        super().__init__()
-        if pretrained and width != 64:
-            raise ConfigError(f"net.encoder.width={width} with pretrained=true: the VGG19 weights are width 64 "
-                              f"(valid: width=64, or pretrained=false)")
-        layers, names, c_in = [], [], 3
-        for block, (n, k) in enumerate(zip(_CONVS, _WIDTHS), start=1):
-            for i in range(1, n + 1):
-                layers += [nn.Conv2d(c_in, width * k, 3, padding=1), nn.ReLU()]
-                names += [f"conv{block}_{i}", f"relu{block}_{i}"]
-                c_in = width * k
-            if block < 5:
-                layers.append(nn.MaxPool2d(2, 2))
-                names.append(f"pool{block}")
-        self.features = nn.Sequential(*layers)
-        self.taps = [names.index(name) for name in LAYERS]
-        self.widths = [width * _WIDTHS[i] for i in range(1, 5)]
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
-        if pretrained:
-            state = vgg19_state_dict(weights)
-            source = Path(weights).name if weights else VGG19_FILE
-            self._load(state, str(weights or hub_cache_path()))
-            self.identity = f"vgg19[width=64]:{source}"
-        else:
-            g = torch.Generator().manual_seed(seed)
-            for m in self.features:
-                if isinstance(m, nn.Conv2d):
-                    nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu", generator=g)
-                    nn.init.zeros_(m.bias)
-            self.identity = f"vgg19[width={width}]:random(seed={seed})"
-
-    def _load(self, state: dict[str, Tensor], source: str) -> None:
-        mine = self.features.state_dict()
-        for key, value in mine.items():
-            theirs = state.get(f"features.{key}")
-            if theirs is None or theirs.shape != value.shape:
-                raise ConfigError(f"VGG19 weights {source}: features.{key} missing or of another shape "
-                                  f"(not torchvision's VGG19 state dict?)")
-        self.features.load_state_dict({k: state[f"features.{k}"] for k in mine})
-
-    def forward(self, x: Tensor) -> list[Tensor]:
-        x = (x - self.mean) / self.std
-        out = []
-        for i, m in enumerate(self.features):
-            x = m(x)
-            if i in self.taps:
-                out.append(x)
-        return out
+def vgg_encoder(width: int = 64, pretrained: bool = True, weights: str | None = None, seed: int = 0,
+                frozen: bool = True) -> VGG19Features:
+    """DFDNet's encoder (``net.encoder``): :class:`~srexp.nets.vgg.VGG19Features` tapped at :data:`LAYERS`, returning
+    their features (strides 2–16). At ``width=64`` torchvision's ``vgg19-dcbb9e9d.pth`` loads (``pretrained``);
+    otherwise He-initialised from ``seed`` alone, so ``srexp-face build-dictionary`` and the net get the same encoder
+    without a weights file (tests; such features mean little). Its state-dict keys are torchvision's
+    ``features.{0…34}.*``: a fine-tuned encoder is saved as ``encoder.features.N.*``, as it always was."""
+    return VGG19Features(LAYERS, pretrained=pretrained, weights=weights, width=width, seed=seed, frozen=frozen)
 
 
 # ------------------------------------------------------------------------------------------------------------- blocks
@@ -291,10 +241,10 @@ class DFDNet(nn.Module):
     ``dictionary``: a file from ``srexp-face build-dictionary`` (or, in code, its ``{"<part>.<layer>": tensor}``);
     its shapes must be :func:`dictionary_shapes` ``(size, encoder.width, num_atoms)`` and its encoder this one.
     ``size``: the face side the dictionary was built at (atom sizes scale with it). ``num_feat``: decoder width
-    (the paper's 64: 512 → 256 → 128 → 64 channels from coarse to fine). ``encoder``: :class:`VGGEncoder` arguments
-    plus ``trainable`` (default false: frozen, as in the paper, and kept out of checkpoints; true: fine-tuned and
-    saved, while the dictionary stays in the initial encoder's feature space). ``distance``: atom selection,
-    ``inner_product`` (the released code's) or ``l2``.
+    (the paper's 64: 512 → 256 → 128 → 64 channels from coarse to fine). ``encoder``: :func:`vgg_encoder` arguments
+    (width, pretrained, weights, seed) plus ``trainable`` (default false: frozen, as in the paper, and kept out of
+    checkpoints; true: fine-tuned and saved, while the dictionary stays in the initial encoder's feature space).
+    ``distance``: atom selection, ``inner_product`` (the released code's) or ``l2``.
     """
 
     in_channels = 3
@@ -310,11 +260,10 @@ class DFDNet(nn.Module):
             raise ConfigError(f"net.size={size} is not a multiple of 16 (the encoder's deepest stride)")
         enc = dict(encoder or {})
         trainable = bool(enc.pop("trainable", False))
-        vgg = VGGEncoder(**enc)
+        vgg = vgg_encoder(**enc, frozen=not trainable)
         if trainable:
             self.encoder = vgg
         else:  # frozen and out of state_dict()/parameters(); moved with the net by _apply
-            vgg.requires_grad_(False).eval()
             self.__dict__["encoder"] = vgg
         self.trainable_encoder, self.size = trainable, size
         shapes = dictionary_shapes(size, enc.get("width", 64), num_atoms)
@@ -331,11 +280,11 @@ class DFDNet(nn.Module):
                      p.get("images", "?"), p.get("images_sha1", "?"), vgg.identity)
         self.transfer = nn.ModuleList(
             DictionaryTransfer(c, {part: atoms[f"{part}.{layer}"] for part in PARTS}, stride, distance)
-            for c, layer, stride in zip(vgg.widths, LAYERS, STRIDES))
+            for c, layer, stride in zip(vgg.channels, LAYERS, STRIDES))
         dec = [num_feat * 8, num_feat * 4, num_feat * 2, num_feat]
-        self.bottom = MSDilateBlock(vgg.widths[-1])
+        self.bottom = MSDilateBlock(vgg.channels[-1])
         self.up = nn.ModuleList(SFTUpBlock(c_in, c_out, c_cond) for c_in, c_out, c_cond
-                                in zip([vgg.widths[-1], *dec[:-1]], dec, reversed(vgg.widths)))
+                                in zip([vgg.channels[-1], *dec[:-1]], dec, reversed(vgg.channels)))
         self.conv_last = nn.Sequential(_conv(num_feat, num_feat), _lrelu(), _ResBlock(num_feat), _ResBlock(num_feat),
                                        _conv(num_feat, 3))
         nn.init.zeros_(self.conv_last[-1].weight)  # a fresh net returns its input: training starts at the input's PSNR
