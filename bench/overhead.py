@@ -92,7 +92,7 @@ def main() -> None:
 
     mb, ms = statistics.median(t_bare), statistics.median(t_srexp)
     print(f"overhead · {machine()} · net {type(net0).__name__} ({sum(p.numel() for p in net0.parameters()):,} params)"
-          f" · batch {bs}, HR patch {cfg.data.patch_size}, ×{cfg.scale}, {args.workers} loader workers, "
+          f" · batch {bs}, HR patch {dm.patch_size}, ×{cfg.scale}, {args.workers} loader workers, "
           f"{len(t_srexp)} steady steps")
     print(f"  bare PyTorch loop : {mb * 1000:8.1f} ms/step")
     print(f"  srexp (Lightning) : {ms * 1000:8.1f} ms/step")

@@ -1,6 +1,6 @@
 """Train a paper recipe for a fixed wall-time budget and print test-set PSNR against elapsed time.
 
-    python bench/reproduce.py experiment=vdsr_x3_291 --budget 1800 --every 120
+    python bench/reproduce.py experiment=vdsr_291 scale=3 --budget 1800 --every 120
     python bench/reproduce.py experiment=srcnn_x3_t91_short --budget 60 --every 15 --sets Set5   # CPU smoke run
 
 Everything after the flags is a Hydra override of ``srexp-train``'s config. The run is bounded by

@@ -1,6 +1,8 @@
 """srexp: super-resolution experiments — Hydra-composed networks, Lightning training, paper-exact metrics."""
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 __version__ = "0.1.0"
 
 # The configs live inside the package, so a built wheel (not only `pip install -e .`) carries them.
@@ -15,10 +17,15 @@ def _run_dir() -> str:
     return str(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else "outputs/run"
 
 
-def _register_resolvers() -> None:
-    from omegaconf import OmegaConf
+def floor_multiple(value, step) -> int:
+    """``${floor_multiple:41,${scale}}`` in a config: the largest multiple of ``step`` not above ``value`` — an HR
+    patch side that serves every scale (VDSR's 41 → 40 / 39 / 40 at ×2 / ×3 / ×4)."""
+    value, step = int(value), int(step)
+    if step < 1 or value < step:
+        raise ValueError(f"floor_multiple:{value},{step}: no multiple of {step} in 1..{value}")
+    return value // step * step
 
-    OmegaConf.register_new_resolver("srexp.run_dir", _run_dir, replace=True)
 
-
-_register_resolvers()
+# Registered on import: every command and test composes its config after importing srexp.
+OmegaConf.register_new_resolver("srexp.run_dir", _run_dir, replace=True)
+OmegaConf.register_new_resolver("floor_multiple", floor_multiple, replace=True)

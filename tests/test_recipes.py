@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from conftest import REPO, compose_cfg, run_cli, write_images
-from srexp import CONF_DIR
-from srexp.metrics.published import PAPER_PROTOCOL, PUBLISHED
+from srexp import CONF_DIR, floor_multiple
+from srexp.metrics.published import PAPER_PROTOCOL, PUBLISHED, reference
 from srexp.cli.train import run
 
 RECIPES = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
@@ -34,8 +34,8 @@ def folders(tmp_path_factory):
 def small(folders, scale: int) -> list[str]:
     """Recipe-independent shrinking: synthetic folders instead of the named sets, tiny patches and batches."""
     return [f"data.train=[{folders / 'train'}]", f"data.val=[{folders / 'val'}]", "data.lr_source=make",
-            f"data.patch_size={8 * scale}", "data.batch_size=2", "data.num_workers=0", "trainer.accelerator=cpu",
-            "logger=csv", "test_sets=[]", "callbacks.progress_bar=null"]
+            f"data.patch_size={8 * scale}", "data.lr_patch_size=null", "data.batch_size=2", "data.num_workers=0",
+            "trainer.accelerator=cpu", "logger=csv", "test_sets=[]", "callbacks.progress_bar=null"]
 
 
 @pytest.mark.parametrize("recipe", RECIPES)
@@ -53,17 +53,79 @@ def test_every_recipe_composes_and_runs_one_batch(recipe, folders, tmp_path):
     run(cfg, run_dir=str(tmp_path))
 
 
+# The per-scale files that one recipe per paper model replaced: old name → (recipe, scale, the old HR patch). Each
+# old file was its recipe's shared part plus `scale` and `data.patch_size`; the merged recipe derives the patch
+# from the scale instead (VDSR: data.patch_size=${floor_multiple:41,${scale}}; EDSR: data.lr_patch_size=48 with
+# data.patch_size=null) — the one deliberate change.
+PER_SCALE = {"vdsr_x2_291": ("vdsr_291", 2, 40), "vdsr_x3_291": ("vdsr_291", 3, 39), "vdsr_x4_291": ("vdsr_291", 4, 40),
+             "edsr_baseline_x2": ("edsr_baseline", 2, 96), "edsr_baseline_x4": ("edsr_baseline", 4, 192)}
+PATCH_KEYS = ("patch_size", "lr_patch_size")
+
+
+def resolved(cfg) -> dict:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+@pytest.mark.parametrize("old", sorted(PER_SCALE))
+def test_merged_recipe_at_each_scale_is_the_per_scale_file(old):
+    from hydra.utils import instantiate
+
+    recipe, s, hr_patch = PER_SCALE[old]
+    assert old not in RECIPES, f"{old}: replaced by experiment={recipe} scale={s}"
+    new = compose_cfg("train", [f"experiment={recipe}", f"scale={s}"])
+    # the per-scale file: the shared recipe with its scale and its HR patch written out
+    per_scale = compose_cfg("train", [f"experiment={recipe}", f"scale={s}", f"data.patch_size={hr_patch}",
+                                      "data.lr_patch_size=null"])
+    a, b = resolved(new), resolved(per_scale)
+    for key in PATCH_KEYS:
+        a["data"].pop(key), b["data"].pop(key)
+    assert a == b, old
+    assert instantiate(new.data).patch_size == instantiate(per_scale.data).patch_size == hr_patch
+
+
 def test_one_scale_key_recipes():
+    from hydra.utils import instantiate
+
     for s in (2, 3, 4):
-        cfg = compose_cfg("train", [f"experiment=vdsr_x{s}_291"])
+        cfg = compose_cfg("train", ["experiment=vdsr_291", f"scale={s}"])
         assert cfg.scale == s and cfg.net.scale == s and cfg.data.scale == s and cfg.task.scale == s
         assert cfg.data.patch_size == 41 // s * s and cfg.channels == 1 and cfg.protocol == "y_float"
         assert cfg.task.optimizer._target_ == "torch.optim.SGD" and cfg.trainer.max_steps == 70000
+        assert list(cfg.paper[f"x{s}"]) == ["Set5", "Set14", "B100", "Urban100"]  # the paper's numbers, every scale
+    assert compose_cfg("train", ["experiment=vdsr_291", "scale=3", "data.patch_size=33"]).data.patch_size == 33
     ms = compose_cfg("train", ["experiment=vdsr_multiscale_291"])
-    assert list(ms.data.scales) == [2, 3, 4] and ms.scale == 3
-    e2, e4 = (compose_cfg("train", [f"experiment=edsr_baseline_x{s}"]) for s in (2, 4))
-    assert (e2.data.patch_size, e4.data.patch_size) == (96, 192) and e4.net.scale == 4
+    assert list(ms.data.scales) == [2, 3, 4] and ms.scale == 3 and ms.data.patch_size == 41
+    e2, e3, e4 = (compose_cfg("train", ["experiment=edsr_baseline", f"scale={s}"]) for s in (2, 3, 4))
+    assert [instantiate(e.data).patch_size for e in (e2, e3, e4)] == [96, 144, 192] and e4.net.scale == 4
+    assert e2.scale == 2 == compose_cfg("train", ["experiment=edsr_baseline"]).scale  # ×2 unless scale= says
     assert e2.task.optimizer._target_ == "torch.optim.Adam" and e2.data.lr_source == "auto"
+    assert {k for k in e2.paper if k.startswith("x")} == {"x2", "x4"}  # ×3: no published baseline number
+    assert reference(e3.paper, "edsr_baseline", "Set5", 3)[0] is None  # the ×3 table has no paper column
+    assert reference(e3.paper, "edsr_baseline", "Set5", 4)[0] == (32.09, None)
+    with pytest.raises(Exception, match="data.patch_size=null needs data.lr_patch_size"):  # Hydra wraps the ConfigError
+        instantiate(compose_cfg("train", ["experiment=edsr_baseline", "data.lr_patch_size=null"]).data)
+    assert [floor_multiple(41, s) for s in (2, 3, 4, 41)] == [40, 39, 40, 41]
+    with pytest.raises(ValueError, match="no multiple of 42"):
+        floor_multiple(41, 42)
+
+
+@pytest.mark.parametrize("recipe,scale", [("vdsr_291", 2), ("vdsr_291", 3), ("vdsr_291", 4),
+                                          ("edsr_baseline", 2), ("edsr_baseline", 3), ("edsr_baseline", 4)])
+def test_merged_recipe_runs_one_batch_at_its_own_patch(recipe, scale, tmp_path):
+    """The recipe's own patch (not small()'s): EDSR ×4 crops 48² LR / 192² HR, VDSR ×3 39² from 200² images."""
+    from hydra.utils import instantiate
+
+    write_images(tmp_path / "train", n=1, size=(200, 200))
+    write_images(tmp_path / "val", n=1, size=(48, 48), seed=1)
+    cfg = compose_cfg("train", [f"experiment={recipe}", f"scale={scale}", f"data.train=[{tmp_path / 'train'}]",
+                                f"data.val=[{tmp_path / 'val'}]", "data.lr_source=make", "data.batch_size=2",
+                                "data.num_workers=0", "trainer.accelerator=cpu", "logger=csv", "test_sets=[]",
+                                "callbacks.progress_bar=null", "debug=fdr"])
+    dm = instantiate(cfg.data)
+    assert dm.patch_size == ({"vdsr_291": 41 // scale * scale, "edsr_baseline": 48 * scale}[recipe])
+    run(cfg, run_dir=str(tmp_path / "run"))
 
 
 def test_paper_blocks_agree_with_the_fact_base():

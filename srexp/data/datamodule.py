@@ -225,7 +225,7 @@ class SRDataModule(L.LightningDataModule):
         scale: int,
         channels: int = 3,
         protocol: str = "rgb_uint8",
-        patch_size: int = 96,
+        patch_size: int | None = 96,
         batch_size: int = 16,
         num_workers: int = 2,
         samples: int = 100_000,
@@ -250,6 +250,8 @@ class SRDataModule(L.LightningDataModule):
         super().__init__()
         if lr_patch_size:  # the LR side (EDSR's 48, ESPCN's 17): one recipe serves every scale
             patch_size = int(lr_patch_size) * scale
+        elif patch_size is None:
+            raise ConfigError("data.patch_size=null needs data.lr_patch_size (the LR side): set one of them")
         self.train_specs = [*(train or []), *([train_dir] if train_dir else [])]
         self.val_specs = [*(val or []), *([val_dir] if val_dir else [])]
         self.scale, self.channels, self.protocol = scale, channels, protocol
