@@ -29,3 +29,13 @@ def floor_multiple(value, step) -> int:
 # Registered on import: every command and test composes its config after importing srexp.
 OmegaConf.register_new_resolver("srexp.run_dir", _run_dir, replace=True)
 OmegaConf.register_new_resolver("floor_multiple", floor_multiple, replace=True)
+
+
+def _paper(key: str):
+    """``${srexp.paper:KEY}``: the published numbers of :data:`srexp.metrics.published.PAPERS` (their one copy)."""
+    from srexp.metrics.published import paper_block
+
+    return OmegaConf.create(paper_block(str(key)))
+
+
+OmegaConf.register_new_resolver("srexp.paper", _paper, replace=True)

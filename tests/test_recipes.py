@@ -168,10 +168,11 @@ def test_eval_checkpoint_prints_the_four_set_table(srcnn_ckpt, shared_data, tmp_
     table = [ln for ln in r.stdout.splitlines() if ln.startswith("| ")][1:]  # without the header
     assert [ln.split(" | ")[0] for ln in table] == ["| Set5", "| Set14", "| B100", "| Urban100"]
     cells = table[0].split(" | ")
-    assert cells[1:2] == ["×3"] and cells[4:6] == ["32.75", "0.9090"]
-    assert float(cells[6].rstrip(" |")) == pytest.approx(float(cells[2]) - 32.75, abs=0.006)  # Δ = ours − paper
-    assert table[2] == "| B100 | ×3 | missing | – | 28.41 | 0.7863 | – |"
-    assert table[3] == "| Urban100 | ×3 | missing | – | 26.24 | 0.7989 | – |"
+    assert cells[1:2] == ["×3"] and cells[5:7] == ["32.75", "0.9090"]
+    assert float(cells[4]) == pytest.approx(30.39, abs=0.01)  # bicubic's column: the published bicubic Set5 ×3
+    assert float(cells[7].rstrip(" |")) == pytest.approx(float(cells[2]) - 32.75, abs=0.006)  # Δ = ours − paper
+    assert table[2] == "| B100 | ×3 | missing | – | – | 28.41 | 0.7863 | – |"
+    assert table[3] == "| Urban100 | ×3 | missing | – | – | 26.24 | 0.7989 | – |"
     assert "Missing B100: set 'B100' not found under data root" in r.stdout
     assert "Protocol `y_float`" in r.stdout and "†" not in r.stdout  # the checkpoint's protocol is the paper's
     rows = json.loads((tmp_path / "metrics.json").read_text())
@@ -261,3 +262,25 @@ def test_srcnn_short_recipe_beats_bicubic_on_set5(shared_data, tmp_path, monkeyp
     assert gain >= 0.3
     bench = {row["set"]: row for row in summary["benchmark"]}
     assert bench["Set5"]["psnr"] == pytest.approx(summary["psnr"], abs=1e-6) and bench["Set5"]["paper_psnr"] == 32.75
+
+
+def test_published_numbers_live_once():
+    """Recipes name a block of srexp/metrics/published.py (``${srexp.paper:KEY}``) and write no figure themselves;
+    every block says where it was read and under which protocol; an unknown key is one line naming the valid."""
+    import re
+
+    from srexp.metrics import PROTOCOLS
+    from srexp.metrics.published import PAPERS, paper_block
+
+    for recipe in RECIPES:
+        text = (CONF_DIR / "experiment" / f"{recipe}.yaml").read_text()
+        assert not re.search(r"^\s+x\d:\s*\{", text, re.M), f"{recipe}: published numbers belong in published.py"
+        if re.search(r"^paper:", text, re.M):
+            assert re.search(r"^paper: \$\{srexp\.paper:\w+\}", text, re.M), recipe
+    for key, block in PAPERS.items():
+        assert block["source"] and block["protocol"] in PROTOCOLS, key
+        assert all(len(cell) in (1, 2) for x, cells in block.items() if x.startswith("x") for cell in cells.values())
+    cfg = compose_cfg("train", ["experiment=fsrcnn_t91_cpu"])
+    assert cfg.paper.x3.Set5[0] == PAPERS["fsrcnn_t91"]["x3"]["Set5"][0] and "Table 3" in cfg.paper.source
+    with pytest.raises(KeyError, match="valid: bicubic"):
+        paper_block("nope")
