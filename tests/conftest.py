@@ -16,12 +16,22 @@ from srexp import CONF_DIR
 
 REPO = Path(__file__).resolve().parent.parent
 
-# Tiny runs: small patches, few steps, CPU, no W&B unless a test asks for it.
-TINY = [
-    "trainer.accelerator=cpu", "trainer.max_steps=4", "trainer.val_check_interval=2", "trainer.log_every_n_steps=1",
-    "data.patch_size=16", "data.batch_size=2", "data.num_workers=0", "net.num_feat=8",
-    "logger=csv",
-]
+
+def shrink(*extra: str, steps: int | None = 4, val_every: int | None = 2, patch: int | None = 16,
+           width: int | None = 8, logger: str | None = "csv") -> list[str]:
+    """The overrides of a tiny run, for every test that trains: CPU, few steps, small patches and batches, no loader
+    workers, a narrow net, the CSV logger (no W&B unless a test asks for it).
+
+    steps, val_every (trainer.max_steps, trainer.val_check_interval), patch (data.patch_size), width (net.num_feat)
+    and logger are what tests vary; None leaves that key to the config (a recipe's own net, a sweep's matched width,
+    a data module without patches). ``extra`` overrides follow; where a key comes twice the later one is kept, so
+    each key is given once: ``shrink("data=folder", "trainer.limit_val_batches=1", steps=2)``."""
+    base = {"trainer.accelerator": "cpu", "trainer.max_steps": steps, "trainer.val_check_interval": val_every,
+            "trainer.log_every_n_steps": 1, "data.patch_size": patch, "data.batch_size": 2, "data.num_workers": 0,
+            "net.num_feat": width, "logger": logger}
+    over = [f"{k}={v}" for k, v in base.items() if v is not None] + list(extra)
+    keys = [o.split("=", 1)[0] for o in over]
+    return [o for i, o in enumerate(over) if keys[i] not in keys[i + 1:]]
 
 
 @pytest.fixture(autouse=True)

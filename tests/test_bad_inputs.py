@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import compose_cfg, run_cli, write_images
+from conftest import compose_cfg, run_cli, shrink, write_images
 from srexp.cli import check_choices
 from srexp.data.benchmarks import DataNotFoundError
 from srexp.data.datamodule import load_pairs
@@ -153,7 +153,7 @@ def test_unknown_group_choice_is_one_line():
 
 
 def test_unknown_protocol_is_one_line():
-    r = run_cli("srexp.cli.train", "protocol=nope", "trainer.max_steps=1", "logger=csv")
+    r = run_cli("srexp.cli.train", *shrink("protocol=nope", steps=1))
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert lines == ["srexp-train: error: protocol='nope' is unknown (valid: y_float, rgb_uint8)"], r.stderr[-800:]

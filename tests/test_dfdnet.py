@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import compose_cfg, data_root, run_cli
+from conftest import compose_cfg, data_root, run_cli, shrink
 from srexp.data.faces import FaceDataModule, FaceDegradation, flip_face, load_face, load_landmarks
 from srexp.errors import ConfigError
 from srexp.losses.adversarial import AdversarialLoss
@@ -24,10 +24,9 @@ from srexp.ops.degrade import gaussian_blur, jpeg
 
 SIZE = 64  # faces downscaled from 512: every stride (2–16) still has a grid
 NET = ["face_size=64", "net.num_atoms=4", "net.num_feat=4", "net.encoder.width=4", "net.encoder.pretrained=false"]
-TRAIN = [*NET, "experiment=dfdnet_x4", "trainer.accelerator=cpu", "trainer.max_steps=4", "trainer.val_check_interval=2",
-         "trainer.log_every_n_steps=1", "data.batch_size=2", "data.num_workers=0", "logger=csv",
-         "task.loss.perceptual.pretrained=false", "task.loss.style.pretrained=false", "task.discriminator.num_feat=8",
-         "task.discriminator.num_layers=2"]
+# faces have no patches; the width is NET's
+TRAIN = shrink(*NET, "experiment=dfdnet_x4", "task.loss.perceptual.pretrained=false", "task.loss.style.pretrained=false",
+               "task.discriminator.num_feat=8", "task.discriminator.num_layers=2", patch=None, width=None)
 ENV = {"OMP_NUM_THREADS": "1"}
 HELD_BACK = "Adele_crop.png"  # in no dictionary, no training and no validation set
 

@@ -11,7 +11,7 @@ import time
 import pytest
 import torch
 
-from conftest import REPO, compose_cfg, run_cli, write_images
+from conftest import REPO, compose_cfg, run_cli, shrink, write_images
 from srexp import CONF_DIR
 from srexp.metrics.published import PAPER_PROTOCOL, PUBLISHED
 from srexp.cli.train import run
@@ -31,11 +31,12 @@ def folders(tmp_path_factory):
     return root
 
 
-def small(folders, scale: int) -> list[str]:
-    """Recipe-independent shrinking: synthetic folders instead of the named sets, tiny patches and batches."""
-    return [f"data.train=[{folders / 'train'}]", f"data.val=[{folders / 'val'}]", "data.lr_source=make",
-            f"data.patch_size={8 * scale}", "data.batch_size=2", "data.num_workers=0", "trainer.accelerator=cpu",
-            "logger=csv", "test_sets=[]", "callbacks.progress_bar=null"]
+def small(folders, scale: int, *extra: str, **kw) -> list[str]:
+    """Recipe-independent shrinking (conftest.shrink): synthetic folders instead of the named sets, tiny patches
+    (8 LR pixels) and batches; the recipe's own net width, steps and validation interval unless given in ``kw``."""
+    return shrink(f"data.train=[{folders / 'train'}]", f"data.val=[{folders / 'val'}]", "data.lr_source=make",
+                  "test_sets=[]", "callbacks.progress_bar=null", *extra,
+                  **{"patch": 8 * scale, "width": None, "steps": None, "val_every": None, **kw})
 
 
 @pytest.mark.parametrize("recipe", RECIPES)
@@ -93,8 +94,7 @@ def test_paper_blocks_agree_with_the_fact_base():
 def srcnn_ckpt(folders, tmp_path_factory):
     """A 2-step srcnn_x3_t91 checkpoint (synthetic training images): enough to exercise srexp-eval."""
     out = tmp_path_factory.mktemp("srcnn_run")
-    cfg = compose_cfg("train", ["experiment=srcnn_x3_t91", *small(folders, 3), "trainer.max_steps=2",
-                                "trainer.val_check_interval=2"])
+    cfg = compose_cfg("train", ["experiment=srcnn_x3_t91", *small(folders, 3, steps=2, val_every=2)])
     run(cfg, run_dir=str(out))
     return out / "checkpoints" / "last.ckpt"
 
@@ -127,8 +127,8 @@ def test_eval_of_missing_sets_only_is_one_line_error(srcnn_ckpt, tmp_path):
 
 def test_pre_upsampling_checkpoint_evaluates_at_other_scales(folders, tmp_path):
     out = tmp_path / "run"
-    cfg = compose_cfg("train", ["experiment=vdsr_multiscale_291", *small(folders, 3), "trainer.max_steps=2",
-                                "trainer.val_check_interval=2", "net.num_feat=8", "net.body.num_block=1"])
+    cfg = compose_cfg("train", ["experiment=vdsr_multiscale_291",
+                                *small(folders, 3, "net.body.num_block=1", steps=2, val_every=2, width=8)])
     run(cfg, run_dir=str(out))
     from srexp.training.checkpoint import load_model, nets_from_checkpoint
 
@@ -144,8 +144,7 @@ def test_pre_upsampling_checkpoint_evaluates_at_other_scales(folders, tmp_path):
 
 
 def test_post_upsampling_checkpoint_refuses_other_scales(folders, tmp_path):
-    cfg = compose_cfg("train", ["experiment=espcn_x3_t91", *small(folders, 3), "trainer.max_steps=1",
-                                "trainer.val_check_interval=1"])
+    cfg = compose_cfg("train", ["experiment=espcn_x3_t91", *small(folders, 3, steps=1, val_every=1)])
     run(cfg, run_dir=str(tmp_path))
     r = run_cli("srexp.cli.evaluate", f"ckpt={tmp_path / 'checkpoints' / 'last.ckpt'}", "eval.scales=[2]",
                 f"eval.sets=[{folders / 'val'}]", f"hydra.run.dir={tmp_path / 'ev'}")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import REPO, TINY, run_cli
+from conftest import REPO, run_cli, shrink
 from srexp.cli import with_resume_dir
 from srexp.errors import ConfigError
 from srexp.training.resume import AtomicCheckpointIO, find_run, identity_overrides
@@ -19,11 +19,9 @@ STEPS, KILL_AT = 12, 6
 
 
 def common(folders) -> list[str]:
-    keep = [o for o in TINY if not o.startswith(("trainer.max_steps", "trainer.val_check_interval"))]
-    return [*keep, f"trainer.max_steps={STEPS}", "trainer.val_check_interval=4", "data=folder",
-            f"data.train_dir={folders / 'train'}", f"data.val_dir={folders / 'val'}",
-            "callbacks.last_checkpoint.every_n_train_steps=2", "callbacks.progress_bar=null", "callbacks.image_grid=null",
-            "task.ema_decay=0.9"]
+    return shrink("data=folder", f"data.train_dir={folders / 'train'}", f"data.val_dir={folders / 'val'}",
+                  "callbacks.last_checkpoint.every_n_train_steps=2", "callbacks.progress_bar=null",
+                  "callbacks.image_grid=null", "task.ema_decay=0.9", steps=STEPS, val_every=4)
 
 
 def env(outputs: Path) -> dict:
