@@ -17,6 +17,16 @@ from srexp import CONF_DIR
 REPO = Path(__file__).resolve().parent.parent
 
 
+# Presets of 5M parameters and more (EDSR 40M, D-DBPN 6–10M): building and training them at paper size takes
+# seconds each on CPU, so their parametrised cases are in the full tier only (see slow_for).
+BIG_PRESETS = {"edsr", "dbpn"}
+
+
+def slow_for(values, slow) -> list:
+    """``values`` for a parametrize, those in ``slow`` marked slow (left out by make test-fast)."""
+    return [pytest.param(v, marks=pytest.mark.slow) if v in slow else v for v in values]
+
+
 def shrink(*extra: str, steps: int | None = 4, val_every: int | None = 2, patch: int | None = 16,
            width: int | None = 8, logger: str | None = "csv") -> list[str]:
     """The overrides of a tiny run, for every test that trains: CPU, few steps, small patches and batches, no loader
@@ -65,7 +75,21 @@ def compose_cfg(config_name: str = "train", overrides: list[str] = ()):
         return compose(config_name=config_name, overrides=list(overrides))
 
 
+# Whether the test being set up is marked slow: only those may start a command in a subprocess (run_cli), so that
+# `make test-fast` (-m "not slow") stays fast. Set before any fixture of the test, module-scoped ones included.
+_SLOW = False
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    global _SLOW
+    _SLOW = item.get_closest_marker("slow") is not None
+
+
 def run_cli(module: str, *args: str, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    if not _SLOW:
+        pytest.fail(f"run_cli({module!r}) from a test not marked @pytest.mark.slow: a command in a subprocess "
+                    "belongs to the full tier (make test), not to make test-fast", pytrace=False)
     e = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", **(env or {})}
     return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, env=e,
                           timeout=timeout, cwd=REPO)

@@ -239,6 +239,7 @@ def dictionaries(faces, tmp_path_factory):
     return out / "a.safetensors", out / "b.safetensors"
 
 
+@pytest.mark.slow
 def test_dictionary_provenance(dictionaries):
     atoms, prov = read_dictionary(dictionaries[0])
     assert prov["images"] == 20 and prov["flip"] and prov["K"] == 4 and prov["size"] == SIZE
@@ -259,6 +260,7 @@ def trained(faces, dictionaries, tmp_path_factory):
     return out, r
 
 
+@pytest.mark.slow
 def test_train_through_the_cli(trained):
     out, r = trained
     assert "model PSNR" in r.stdout
@@ -275,6 +277,7 @@ def test_train_through_the_cli(trained):
     assert ckpt["srexp_config"]["task"]["_target_"] == "srexp.tasks.face.FaceTask"
 
 
+@pytest.mark.slow
 def test_restore_a_held_back_face_through_the_cli(faces, trained, tmp_path):
     src = faces / "GFPGAN_cropped_faces" / HELD_BACK
     r = run_cli("srexp.cli.face", "restore", f"ckpt={trained[0] / 'checkpoints' / 'last.ckpt'}", f"input={src}",
@@ -285,6 +288,7 @@ def test_restore_a_held_back_face_through_the_cli(faces, trained, tmp_path):
     assert "restored" in r.stdout and "LPIPS: not installed" in r.stdout
 
 
+@pytest.mark.slow
 def test_the_output_follows_the_dictionary(faces, trained, dictionaries):
     from srexp.training.checkpoint import load_model, load_net
 
@@ -300,6 +304,7 @@ def test_the_output_follows_the_dictionary(faces, trained, dictionaries):
     assert (outs[0] - outs[1]).abs().max() > 1e-6  # another dictionary, another face
 
 
+@pytest.mark.slow
 def test_a_dictionary_of_another_shape_is_one_line_from_the_cli(faces, dictionaries, tmp_path):
     r = run_cli("srexp.cli.train", *TRAIN, "net.num_atoms=6", f"net.dictionary={dictionaries[0]}",
                 f"data.train=[{faces / 'GFPGAN_cropped_faces'}]", f"data.val=[{faces / 'GFPGAN_cropped_faces'}]",

@@ -120,6 +120,7 @@ def test_both_optimisers_step_from_the_initial_generator(over, srresnet_ckpt, fo
     assert ("train/g_pixel" in logged) == ("task.loss_weights.pixel=1" in over)  # weight 0: not computed
 
 
+@pytest.mark.slow
 def test_srgan_recipe_through_the_cli(srresnet_ckpt, folders, tmp_path):
     out = tmp_path / "run"
     r = run_cli("srexp.cli.train", *gan_tiny(*VGG_D_TINY, *folders, "experiment=srgan_x4",
@@ -142,6 +143,7 @@ def test_srgan_recipe_through_the_cli(srresnet_ckpt, folders, tmp_path):
     assert g0.keys() == g1.keys() and not torch.equal(g0["conv_first.0.weight"], g1["conv_first.0.weight"])
 
 
+@pytest.mark.slow
 def test_missing_vgg_weights_offline_is_one_line_from_the_cli(folders, tmp_path):
     # an empty torch hub cache and a proxy that refuses every connection: the download fails at once, offline or not
     dead = "http://127.0.0.1:9"

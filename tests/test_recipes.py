@@ -39,6 +39,7 @@ def small(folders, scale: int, *extra: str, **kw) -> list[str]:
                   **{"patch": 8 * scale, "width": None, "steps": None, "val_every": None, **kw})
 
 
+@pytest.mark.slow  # every recipe at its paper size: the fast tier runs every preset (test_train) instead
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_every_recipe_composes_and_runs_one_batch(recipe, folders, tmp_path):
     base = compose_cfg("train", [f"experiment={recipe}"])
@@ -99,6 +100,7 @@ def srcnn_ckpt(folders, tmp_path_factory):
     return out / "checkpoints" / "last.ckpt"
 
 
+@pytest.mark.slow
 def test_eval_checkpoint_prints_the_four_set_table(srcnn_ckpt, shared_data, tmp_path):
     r = run_cli("srexp.cli.evaluate", f"ckpt={srcnn_ckpt}", "eval.sets=[Set5,Set14,B100,Urban100]",
                 f"eval.root={shared_data}", f"hydra.run.dir={tmp_path}", "eval.device=cpu")
@@ -118,6 +120,7 @@ def test_eval_checkpoint_prints_the_four_set_table(srcnn_ckpt, shared_data, tmp_
     assert rows[1]["n_images"] == 14 and rows[0]["protocol"]["name"] == "y_float"
 
 
+@pytest.mark.slow
 def test_eval_of_missing_sets_only_is_one_line_error(srcnn_ckpt, tmp_path):
     r = run_cli("srexp.cli.evaluate", f"ckpt={srcnn_ckpt}", "eval.sets=[B100]", f"eval.root={tmp_path}",
                 f"hydra.run.dir={tmp_path / 'ev'}")
@@ -125,6 +128,7 @@ def test_eval_of_missing_sets_only_is_one_line_error(srcnn_ckpt, tmp_path):
         "srexp-eval: error: none of eval.sets=['B100'] was found")
 
 
+@pytest.mark.slow
 def test_pre_upsampling_checkpoint_evaluates_at_other_scales(folders, tmp_path):
     out = tmp_path / "run"
     cfg = compose_cfg("train", ["experiment=vdsr_multiscale_291",
@@ -143,6 +147,7 @@ def test_pre_upsampling_checkpoint_evaluates_at_other_scales(folders, tmp_path):
     assert [row["scale"] for row in json.loads((ev / "metrics.json").read_text())] == [2, 3, 4]
 
 
+@pytest.mark.slow
 def test_post_upsampling_checkpoint_refuses_other_scales(folders, tmp_path):
     cfg = compose_cfg("train", ["experiment=espcn_x3_t91", *small(folders, 3, steps=1, val_every=1)])
     run(cfg, run_dir=str(tmp_path))
@@ -167,6 +172,7 @@ def test_grayscale_test_image_follows_the_protocol(shared_data):
     assert r.lr.shape[0] == 3 and torch.equal(r.lr[0], r.lr[1]) and torch.equal(r.lr[1], r.lr[2])
 
 
+@pytest.mark.slow
 def test_reproduce_script_runs_on_cpu(folders, tmp_path):
     out = tmp_path / "rep"
     cmd = [sys.executable, str(REPO / "bench" / "reproduce.py"), "--budget", "4", "--every", "1", "--out", str(out),

@@ -48,6 +48,7 @@ def train_losses(run: Path) -> list[tuple[int, str]]:
     return [(int(r["step"]), r["train/loss"]) for r in rows if r.get("train/loss")]
 
 
+@pytest.mark.slow
 def test_sigkill_and_resume_is_bit_identical(folders, tmp_path):
     base = common(folders)
     # 1. uninterrupted
@@ -90,6 +91,7 @@ def test_sigkill_and_resume_is_bit_identical(folders, tmp_path):
     assert train_losses(ref) == train_losses(run)
 
 
+@pytest.mark.slow
 def test_resume_without_a_checkpoint_is_one_line(tmp_path, folders, monkeypatch):
     r = run_cli("srexp.cli.train", *common(folders), f"hydra.run.dir={tmp_path / 'empty'}", "resume=true")
     assert r.returncode == 2
@@ -128,6 +130,7 @@ def test_atomic_checkpoint_survives_a_failed_save(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temp file left
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_with_one_line_and_keeps_last_good(tmp_path, folders):
     run = tmp_path / "run"
     r = subprocess.run([sys.executable, "-m", "srexp.cli.train", *common(folders), f"hydra.run.dir={run}",

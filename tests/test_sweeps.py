@@ -74,6 +74,7 @@ def check_report(sweep: Path) -> None:
 
 
 
+@pytest.mark.slow  # builds the 32 nets of both sweep presets
 def test_budget_presets_match_within_tolerance(one_thread):
     for sweep, target in (("compare_upsampling", 250_000), ("compare_upsampling_cpu", 26_000)):
         t, rows = budget_table(sweep)
@@ -89,6 +90,7 @@ def test_compare_archs_lists_every_preset():
     assert sorted(listed) == sorted(p.stem for p in (CONF_DIR / "arch").glob("*.yaml") if p.stem != "custom")
 
 
+@pytest.mark.slow
 def test_compare_upsampling_sweep_and_report(folders, tmp_path):
     sweep = tmp_path / "sweep"
     r = run_cli("srexp.cli.train", "-m", "+sweep=compare_upsampling_cpu", *shrink(*folders, steps=2, width=None),
@@ -101,6 +103,7 @@ def test_compare_upsampling_sweep_and_report(folders, tmp_path):
     check_report(sweep)
 
 
+@pytest.mark.slow
 def test_compare_upsampling_with_joblib(folders, tmp_path):
     sweep = tmp_path / "sweep"
     r = run_cli("srexp.cli.train", "-m", "+sweep=compare_upsampling_cpu", "hydra/launcher=joblib",
@@ -113,6 +116,7 @@ def test_compare_upsampling_with_joblib(folders, tmp_path):
     check_report(sweep)
 
 
+@pytest.mark.slow
 def test_submitit_local_two_jobs(folders, tmp_path):
     sweep = tmp_path / "sweep"
     r = run_cli("srexp.cli.train", "-m", "+sweep=compare_upsampling_cpu", "hydra/launcher=submitit_local",
@@ -165,6 +169,7 @@ def read_wandb_run(run_dir: Path) -> dict:
     return out
 
 
+@pytest.mark.slow
 def test_ddp_one_run_folder_one_wandb_run(folders, tmp_path):
     outputs = tmp_path / "outputs"
     r = run_cli("srexp.cli.train", "trainer=ddp", "trainer.devices=2", *shrink(*folders, logger="wandb"),
@@ -187,6 +192,7 @@ def test_ddp_one_run_folder_one_wandb_run(folders, tmp_path):
     assert "net.num_feat=8" in w["name"] and w["group"] == ""
 
 
+@pytest.mark.slow
 def test_ddp_inside_multirun_runs_each_job_once(folders, tmp_path):
     sweep, outputs = tmp_path / "sweep", tmp_path / "outputs"
     r = run_cli("srexp.cli.train", "-m", "trainer=ddp", "trainer.devices=2",
@@ -268,6 +274,7 @@ def test_unworkable_ddp_launches_are_one_line_errors(monkeypatch):
 
 
 # ---------------------------------------------------------------------------------------------- Optuna, SLURM
+@pytest.mark.slow
 def test_optuna_maximises_val_psnr(folders, tmp_path):
     sweep = tmp_path / "sweep"
     r = run_cli("srexp.cli.train", "+hparams_search=lr_width", "hydra.sweeper.n_trials=2",

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from conftest import compose_cfg, run_cli, shrink, write_images
+from conftest import BIG_PRESETS, compose_cfg, run_cli, shrink, slow_for, write_images
 from srexp import CONF_DIR
 from srexp.cli.train import run
 
@@ -16,7 +16,7 @@ def folder_overrides(folders):
     return ["data=folder", f"data.train_dir={folders / 'train'}", f"data.val_dir={folders / 'val'}"]
 
 
-@pytest.mark.parametrize("arch", PRESETS)
+@pytest.mark.parametrize("arch", slow_for(PRESETS, BIG_PRESETS))
 def test_fast_dev_run_every_preset(arch, folders, tmp_path):
     scale = 4 if arch in ("lapsrn", "dbpn", "dbpn_small") else 2
     cfg = compose_cfg("train", shrink(*folder_overrides(folders), f"arch={arch}", f"scale={scale}", "debug=fdr",
@@ -31,6 +31,7 @@ def test_free_composition_from_groups(folders, tmp_path):
     run(cfg, run_dir=str(tmp_path))
 
 
+@pytest.mark.slow
 def test_short_run_writes_run_folder_and_evaluates(folders, tmp_path):
     out = tmp_path / "run"
     r = run_cli("srexp.cli.train", *shrink(*folder_overrides(folders), logger="wandb"), f"hydra.run.dir={out}")
@@ -62,6 +63,7 @@ def test_short_run_writes_run_folder_and_evaluates(folders, tmp_path):
     assert rows[0]["protocol"]["shave"] == 2 and len(rows[0]["protocol"]["images_sha1"]) == 12
 
 
+@pytest.mark.slow
 def test_eval_reproduces_published_bicubic(shared_data, tmp_path):
     r = run_cli("srexp.cli.evaluate", "arch=bicubic", "eval.sets=[Set5,Set14]", "eval.scales=[2,3,4]",
                 "eval.protocol=y_float", f"eval.root={shared_data}", f"hydra.run.dir={tmp_path}")
@@ -75,6 +77,7 @@ def test_eval_reproduces_published_bicubic(shared_data, tmp_path):
         assert row["protocol"]["name"] == "y_float"
 
 
+@pytest.mark.slow
 def test_missing_folder_is_one_line_error(tmp_path):
     r = run_cli("srexp.cli.train", *shrink(), "data=folder", f"data.train_dir={tmp_path / 'nope'}",
                 f"data.val_dir={tmp_path / 'nope'}", f"hydra.run.dir={tmp_path / 'run'}")
@@ -84,6 +87,7 @@ def test_missing_folder_is_one_line_error(tmp_path):
     assert "Traceback" not in r.stderr
 
 
+@pytest.mark.slow
 def test_unreadable_image_is_skipped_with_count_and_all_bad_is_error(tmp_path, folders):
     bad = tmp_path / "bad"
     bad.mkdir()
@@ -103,6 +107,7 @@ def test_unreadable_image_is_skipped_with_count_and_all_bad_is_error(tmp_path, f
     assert "skipped 1 of 3 images" in r.stdout + r.stderr and "broken.png" in r.stdout + r.stderr
 
 
+@pytest.mark.slow
 def test_progressive_x3_is_one_line_config_error(tmp_path):
     r = run_cli("srexp.cli.train", *shrink(), "net/strategy=progressive", "scale=3", f"hydra.run.dir={tmp_path}")
     assert r.returncode == 2
@@ -123,6 +128,7 @@ def test_every_trainer_argument_is_a_config_key():
     assert args == set(cfg.trainer) - {"_target_"}
 
 
+@pytest.mark.slow
 def test_lightning_habits_work_from_the_command_line(tmp_path):
     """fast_dev_run and limit_val_batches as a Lightning user types them."""
     # not shrink(): the default data loaders (batch 16, 2 workers) and accelerator, only patch and width made small
