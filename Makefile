@@ -3,7 +3,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: train test install clean
+.PHONY: train test test-fast install clean
 
 $(BIN)/srexp-train: pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -18,6 +18,10 @@ train: install
 
 test: install
 	$(BIN)/pytest -q $(ARGS)
+
+# the inner loop: the tests not marked slow (no subprocess commands, sweeps, DDP or long trainings)
+test-fast: install
+	$(BIN)/pytest -q -m "not slow" $(ARGS)
 
 clean:
 	rm -rf $(VENV) outputs/* .pytest_cache

@@ -16,12 +16,32 @@ from srexp import CONF_DIR
 
 REPO = Path(__file__).resolve().parent.parent
 
-# Tiny runs: small patches, few steps, CPU, no W&B unless a test asks for it.
-TINY = [
-    "trainer.accelerator=cpu", "trainer.max_steps=4", "trainer.val_check_interval=2", "trainer.log_every_n_steps=1",
-    "data.patch_size=16", "data.batch_size=2", "data.num_workers=0", "net.num_feat=8",
-    "logger=csv",
-]
+
+# Presets of 5M parameters and more (EDSR 40M, D-DBPN 6–10M): building and training them at paper size takes
+# seconds each on CPU, so their parametrised cases are in the full tier only (see slow_for).
+BIG_PRESETS = {"edsr", "dbpn"}
+
+
+def slow_for(values, slow) -> list:
+    """``values`` for a parametrize, those in ``slow`` marked slow (left out by make test-fast)."""
+    return [pytest.param(v, marks=pytest.mark.slow) if v in slow else v for v in values]
+
+
+def shrink(*extra: str, steps: int | None = 4, val_every: int | None = 2, patch: int | None = 16,
+           width: int | None = 8, logger: str | None = "csv") -> list[str]:
+    """The overrides of a tiny run, for every test that trains: CPU, few steps, small patches and batches, no loader
+    workers, a narrow net, the CSV logger (no W&B unless a test asks for it).
+
+    steps, val_every (trainer.max_steps, trainer.val_check_interval), patch (data.patch_size), width (net.num_feat)
+    and logger are what tests vary; None leaves that key to the config (a recipe's own net, a sweep's matched width,
+    a data module without patches). ``extra`` overrides follow; where a key comes twice the later one is kept, so
+    each key is given once: ``shrink("data=folder", "trainer.limit_val_batches=1", steps=2)``."""
+    base = {"trainer.accelerator": "cpu", "trainer.max_steps": steps, "trainer.val_check_interval": val_every,
+            "trainer.log_every_n_steps": 1, "data.patch_size": patch, "data.batch_size": 2, "data.num_workers": 0,
+            "net.num_feat": width, "logger": logger}
+    over = [f"{k}={v}" for k, v in base.items() if v is not None] + list(extra)
+    keys = [o.split("=", 1)[0] for o in over]
+    return [o for i, o in enumerate(over) if keys[i] not in keys[i + 1:]]
 
 
 @pytest.fixture(autouse=True)
@@ -55,7 +75,21 @@ def compose_cfg(config_name: str = "train", overrides: list[str] = ()):
         return compose(config_name=config_name, overrides=list(overrides))
 
 
+# Whether the test being set up is marked slow: only those may start a command in a subprocess (run_cli), so that
+# `make test-fast` (-m "not slow") stays fast. Set before any fixture of the test, module-scoped ones included.
+_SLOW = False
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    global _SLOW
+    _SLOW = item.get_closest_marker("slow") is not None
+
+
 def run_cli(module: str, *args: str, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    if not _SLOW:
+        pytest.fail(f"run_cli({module!r}) from a test not marked @pytest.mark.slow: a command in a subprocess "
+                    "belongs to the full tier (make test), not to make test-fast", pytrace=False)
     e = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", **(env or {})}
     return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, env=e,
                           timeout=timeout, cwd=REPO)

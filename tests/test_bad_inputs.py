@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import compose_cfg, run_cli, write_images
+from conftest import compose_cfg, run_cli, shrink, write_images
 from srexp.cli import check_choices
 from srexp.data.benchmarks import DataNotFoundError
 from srexp.data.datamodule import load_pairs
@@ -131,6 +131,7 @@ def test_upscale_matrix(messy, tmp_path, caplog):
         upscale(upscale_cfg(input=messy / "notes.txt", output=tmp_path / "o.png", scale=2))
 
 
+@pytest.mark.slow
 def test_upscale_corrupt_file_is_one_line(messy, tmp_path):
     r = run_cli("srexp.cli.upscale", "scale=2", f"input={messy / 'truncated.jpg'}", f"output={tmp_path / 'o.png'}")
     assert r.returncode == 2
@@ -138,6 +139,7 @@ def test_upscale_corrupt_file_is_one_line(messy, tmp_path):
     assert len(lines) == 1 and lines[0].startswith(f"srexp-upscale: error: {messy / 'truncated.jpg'}: cannot decode")
 
 
+@pytest.mark.slow
 def test_unknown_group_choice_is_one_line():
     r = run_cli("srexp.cli.train", "arch=nope")
     assert r.returncode == 2
@@ -152,8 +154,9 @@ def test_unknown_group_choice_is_one_line():
                    "arch=choice(espcn,fsrcnn)", "--cfg", "job"])
 
 
+@pytest.mark.slow
 def test_unknown_protocol_is_one_line():
-    r = run_cli("srexp.cli.train", "protocol=nope", "trainer.max_steps=1", "logger=csv")
+    r = run_cli("srexp.cli.train", *shrink("protocol=nope", steps=1))
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert lines == ["srexp-train: error: protocol='nope' is unknown (valid: y_float, rgb_uint8)"], r.stderr[-800:]

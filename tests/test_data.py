@@ -178,11 +178,11 @@ def test_one_degradation_pipeline_for_sr_and_faces():
 
 
 def test_blind_degradation_trains_through_the_composed_config(folders, tmp_path):
-    from conftest import TINY, compose_cfg
+    from conftest import compose_cfg, shrink
     from srexp.cli.train import run
 
-    cfg = compose_cfg("train", [*TINY, "data=folder", f"data.train_dir={folders / 'train'}",
-                                f"data.val_dir={folders / 'val'}", "task/degradation=blind", "debug=fdr"])
+    cfg = compose_cfg("train", shrink("data=folder", f"data.train_dir={folders / 'train'}",
+                                      f"data.val_dir={folders / 'val'}", "task/degradation=blind", "debug=fdr"))
     assert cfg.task.degradation._target_.endswith("RandomDegradation")
     run(cfg, run_dir=str(tmp_path))
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import compose_cfg, data_root, run_cli
+from conftest import compose_cfg, data_root, run_cli, shrink
 from srexp.data.faces import FaceDataModule, FaceDegradation, flip_face, load_face, load_landmarks
 from srexp.errors import ConfigError
 from srexp.losses.adversarial import AdversarialLoss
@@ -24,10 +24,9 @@ from srexp.ops.degrade import gaussian_blur, jpeg
 
 SIZE = 64  # faces downscaled from 512: every stride (2–16) still has a grid
 NET = ["face_size=64", "net.num_atoms=4", "net.num_feat=4", "net.encoder.width=4", "net.encoder.pretrained=false"]
-TRAIN = [*NET, "experiment=dfdnet_x4", "trainer.accelerator=cpu", "trainer.max_steps=4", "trainer.val_check_interval=2",
-         "trainer.log_every_n_steps=1", "data.batch_size=2", "data.num_workers=0", "logger=csv",
-         "task.loss.perceptual.pretrained=false", "task.loss.style.pretrained=false", "task.discriminator.num_feat=8",
-         "task.discriminator.num_layers=2"]
+# faces have no patches; the width is NET's
+TRAIN = shrink(*NET, "experiment=dfdnet_x4", "task.loss.perceptual.pretrained=false", "task.loss.style.pretrained=false",
+               "task.discriminator.num_feat=8", "task.discriminator.num_layers=2", patch=None, width=None)
 ENV = {"OMP_NUM_THREADS": "1"}
 HELD_BACK = "Adele_crop.png"  # in no dictionary, no training and no validation set
 
@@ -251,6 +250,7 @@ def dictionaries(faces, tmp_path_factory):
     return out / "a.safetensors", out / "b.safetensors"
 
 
+@pytest.mark.slow
 def test_dictionary_provenance(dictionaries):
     atoms, prov = read_dictionary(dictionaries[0])
     assert prov["images"] == 20 and prov["flip"] and prov["K"] == 4 and prov["size"] == SIZE
@@ -271,6 +271,7 @@ def trained(faces, dictionaries, tmp_path_factory):
     return out, r
 
 
+@pytest.mark.slow
 def test_train_through_the_cli(trained):
     out, r = trained
     assert "model PSNR" in r.stdout
@@ -287,6 +288,7 @@ def test_train_through_the_cli(trained):
     assert ckpt["srexp_config"]["task"]["_target_"] == "srexp.tasks.face.FaceTask"
 
 
+@pytest.mark.slow
 def test_restore_a_held_back_face_through_the_cli(faces, trained, tmp_path):
     src = faces / "GFPGAN_cropped_faces" / HELD_BACK
     r = run_cli("srexp.cli.face", "restore", f"ckpt={trained[0] / 'checkpoints' / 'last.ckpt'}", f"input={src}",
@@ -297,6 +299,7 @@ def test_restore_a_held_back_face_through_the_cli(faces, trained, tmp_path):
     assert "restored" in r.stdout and "LPIPS: not installed" in r.stdout
 
 
+@pytest.mark.slow
 def test_the_output_follows_the_dictionary(faces, trained, dictionaries):
     from srexp.training.checkpoint import load_model, load_net
 
@@ -312,6 +315,7 @@ def test_the_output_follows_the_dictionary(faces, trained, dictionaries):
     assert (outs[0] - outs[1]).abs().max() > 1e-6  # another dictionary, another face
 
 
+@pytest.mark.slow
 def test_a_dictionary_of_another_shape_is_one_line_from_the_cli(faces, dictionaries, tmp_path):
     r = run_cli("srexp.cli.train", *TRAIN, "net.num_atoms=6", f"net.dictionary={dictionaries[0]}",
                 f"data.train=[{faces / 'GFPGAN_cropped_faces'}]", f"data.val=[{faces / 'GFPGAN_cropped_faces'}]",

@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 from hydra.utils import instantiate
 
-from conftest import TINY, compose_cfg, run_cli, write_images
+from conftest import compose_cfg, run_cli, shrink, write_images
 from srexp.errors import ConfigError
 from srexp.nets import build_net
 from srexp.nets.discriminator import PatchDiscriminator, VGGStyleDiscriminator
@@ -18,11 +18,14 @@ from srexp.tasks.gan import GANTask
 from srexp.training.checkpoint import load_generator
 from srexp.cli.train import run
 
-# the SRGAN recipe, shrunk: 1 residual block of 8 features, a narrow D, random (untrained) VGG, 16-px HR patches
-GAN_TINY = [o for o in TINY if not o.startswith("trainer.max_steps")] + [
-    "net.body.num_block=1", "task.loss.perceptual.pretrained=false", "task.discriminator.num_feat=8", "test_sets=[]",
-]
 VGG_D_TINY = ["task.discriminator.dense=16"]
+
+
+def gan_tiny(*extra: str, steps: int | None = None, val_every: int = 2) -> list[str]:
+    """The SRGAN recipe, shrunk: 1 residual block of 8 features, a narrow D, random (untrained) VGG, 16-px HR
+    patches; trainer.max_steps the recipe's unless given."""
+    return shrink("net.body.num_block=1", "task.loss.perceptual.pretrained=false", "task.discriminator.num_feat=8",
+                  "test_sets=[]", *extra, steps=steps, val_every=val_every)
 
 
 
@@ -38,8 +41,8 @@ def folders(tmp_path_factory):
 def srresnet_ckpt(folders, tmp_path_factory) -> Path:
     """Phase 1 (experiment=srresnet_x4), two steps: the checkpoint phase 2 starts from."""
     out = tmp_path_factory.mktemp("phase1")
-    cfg = compose_cfg("train", [*TINY, *folders, "experiment=srresnet_x4", "net.body.num_block=1", "test_sets=[]",
-                                "trainer.max_steps=2", "trainer.val_check_interval=2"])
+    cfg = compose_cfg("train", shrink(*folders, "experiment=srresnet_x4", "net.body.num_block=1", "test_sets=[]",
+                                      steps=2))
     assert cfg.task.loss._target_ == "torch.nn.MSELoss" and cfg.scale == 4 and cfg.paper.x4.Set5[0] == 32.05
     run(cfg, run_dir=str(out))
     return out / "checkpoints" / "last.ckpt"
@@ -72,7 +75,7 @@ def test_patch_discriminator_outputs_a_map():
 
 
 def test_generator_init_same_weights_and_one_line_errors(srresnet_ckpt, folders, tmp_path):
-    cfg = compose_cfg("train", [*GAN_TINY, *folders, "experiment=srgan_x4"])
+    cfg = compose_cfg("train", gan_tiny(*folders, "experiment=srgan_x4"))
     net = build_net(cfg.net)
     load_generator(net, srresnet_ckpt)
     want = net_state(srresnet_ckpt, "net.")
@@ -80,11 +83,11 @@ def test_generator_init_same_weights_and_one_line_errors(srresnet_ckpt, folders,
     with pytest.raises(ConfigError, match="no such file") as e:
         load_generator(net, tmp_path / "missing.ckpt")
     assert "task.generator_init=" in str(e.value) and "\n" not in str(e.value)
-    wider = build_net(compose_cfg("train", [*GAN_TINY, *folders, "experiment=srgan_x4", "net.num_feat=12"]).net)
+    wider = build_net(compose_cfg("train", gan_tiny(*folders, "experiment=srgan_x4", "net.num_feat=12")).net)
     with pytest.raises(ConfigError, match="has shape") as e:
         load_generator(wider, srresnet_ckpt)
     assert "\n" not in str(e.value)
-    deeper = build_net(compose_cfg("train", [*GAN_TINY, *folders, "experiment=srgan_x4", "net.body.num_block=2"]).net)
+    deeper = build_net(compose_cfg("train", gan_tiny(*folders, "experiment=srgan_x4", "net.body.num_block=2")).net)
     with pytest.raises(ConfigError, match="does not match"):
         load_generator(deeper, srresnet_ckpt)
 
@@ -92,8 +95,8 @@ def test_generator_init_same_weights_and_one_line_errors(srresnet_ckpt, folders,
 @pytest.mark.parametrize("over", [VGG_D_TINY, ["task.adversarial.kind=ragan", "task/discriminator=patch",
                                                "task.discriminator.num_layers=2", "task.loss_weights.pixel=1"]])
 def test_both_optimisers_step_from_the_initial_generator(over, srresnet_ckpt, folders):
-    cfg = compose_cfg("train", [*GAN_TINY, *folders, "experiment=srgan_x4", f"task.generator_init={srresnet_ckpt}",
-                                "data.samples=8", *over])
+    cfg = compose_cfg("train", gan_tiny(*folders, "experiment=srgan_x4", f"task.generator_init={srresnet_ckpt}",
+                                        "data.samples=8", *over))
     task = instantiate(cfg.task, net=build_net(cfg.net))
     assert isinstance(task, GANTask)
     g0 = {k: v.clone() for k, v in task.net.state_dict().items()}
@@ -117,11 +120,12 @@ def test_both_optimisers_step_from_the_initial_generator(over, srresnet_ckpt, fo
     assert ("train/g_pixel" in logged) == ("task.loss_weights.pixel=1" in over)  # weight 0: not computed
 
 
+@pytest.mark.slow
 def test_srgan_recipe_through_the_cli(srresnet_ckpt, folders, tmp_path):
     out = tmp_path / "run"
-    r = run_cli("srexp.cli.train", *GAN_TINY, *VGG_D_TINY, *folders, "experiment=srgan_x4", f"task.generator_init={srresnet_ckpt}",
-                "trainer.max_steps=20", "trainer.val_check_interval=10", f"hydra.run.dir={out}",
-                env={"OMP_NUM_THREADS": "1"})
+    r = run_cli("srexp.cli.train", *gan_tiny(*VGG_D_TINY, *folders, "experiment=srgan_x4",
+                                             f"task.generator_init={srresnet_ckpt}", steps=20, val_every=10),
+                f"hydra.run.dir={out}", env={"OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stderr[-3000:]
     assert "model PSNR" in r.stdout and (out / "grid.png").is_file()
     rows = list(csv.DictReader((out / "csv" / "metrics.csv").open()))
@@ -139,11 +143,12 @@ def test_srgan_recipe_through_the_cli(srresnet_ckpt, folders, tmp_path):
     assert g0.keys() == g1.keys() and not torch.equal(g0["conv_first.0.weight"], g1["conv_first.0.weight"])
 
 
+@pytest.mark.slow
 def test_missing_vgg_weights_offline_is_one_line_from_the_cli(folders, tmp_path):
     # an empty torch hub cache and a proxy that refuses every connection: the download fails at once, offline or not
     dead = "http://127.0.0.1:9"
-    r = run_cli("srexp.cli.train", *GAN_TINY, *VGG_D_TINY, *folders, "experiment=srgan_x4",
-                "task.loss.perceptual.pretrained=true",
+    r = run_cli("srexp.cli.train", *gan_tiny(*VGG_D_TINY, *folders, "experiment=srgan_x4",
+                                             "task.loss.perceptual.pretrained=true"),
                 f"hydra.run.dir={tmp_path / 'run'}",
                 env={"TORCH_HOME": str(tmp_path / "torch"), "https_proxy": dead, "HTTPS_PROXY": dead, "no_proxy": "",
                      "NO_PROXY": ""})

@@ -32,6 +32,7 @@ def test_unknown_model_is_one_line():
         model_path("nope")
 
 
+@pytest.mark.slow  # each model over Set5 and Set14
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_model_measures_what_was_recorded(name, shared_data):
     tcfg, _, state = load_model(model_path(name))
@@ -46,6 +47,7 @@ def test_shipped_model_measures_what_was_recorded(name, shared_data):
         assert r["protocol"]["images_sha1"] == rec["protocol"]["images_sha1"]  # the same test images
 
 
+@pytest.mark.slow
 def test_srexp_eval_model_by_name_prints_ours_paper_recorded(shared_data, tmp_path):
     r = subprocess.run([sys.executable, "-m", "srexp.cli.evaluate", "model=fsrcnn_x3", "eval.check=true",
                         f"eval.root={shared_data}", f"hydra.run.dir={tmp_path}"], capture_output=True, text=True)
@@ -54,6 +56,7 @@ def test_srexp_eval_model_by_name_prints_ours_paper_recorded(shared_data, tmp_pa
     assert "measured now" in r.stdout and "Protocol `y_float`" in r.stdout
 
 
+@pytest.mark.slow
 def test_srexp_eval_model_without_test_sets_prints_the_recorded_table(tmp_path):
     """A fresh install has no Set5: the recorded table (ours | paper | Δ) still comes out, with how to re-measure."""
     r = subprocess.run([sys.executable, "-m", "srexp.cli.evaluate", "model=fsrcnn_x3", f"eval.root={tmp_path / 'none'}",

@@ -11,6 +11,7 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 
+from conftest import BIG_PRESETS, slow_for
 from srexp import CONF_DIR
 from srexp.nets import ConfigError, build_net
 from srexp.nets.upsample import PixelShuffleUp, ReshapeUp
@@ -69,7 +70,7 @@ def table_counts() -> dict[str, tuple[int, int]]:
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
-@pytest.mark.parametrize("name", PRESETS)
+@pytest.mark.parametrize("name", slow_for(PRESETS, BIG_PRESETS))
 def test_preset(name: str, scale: int) -> None:
     cfg = compose_cfg(f"arch={name}", f"scale={scale}")
     if cfg.net._target_.endswith("ProgressiveUpsample") and scale & (scale - 1):

@@ -11,7 +11,7 @@ import time
 import pytest
 import torch
 
-from conftest import REPO, compose_cfg, run_cli, write_images
+from conftest import REPO, compose_cfg, run_cli, shrink, write_images
 from srexp import CONF_DIR, floor_multiple
 from srexp.metrics.published import PAPER_PROTOCOL, PUBLISHED, reference
 from srexp.cli.train import run
@@ -31,13 +31,15 @@ def folders(tmp_path_factory):
     return root
 
 
-def small(folders, scale: int) -> list[str]:
-    """Recipe-independent shrinking: synthetic folders instead of the named sets, tiny patches and batches."""
-    return [f"data.train=[{folders / 'train'}]", f"data.val=[{folders / 'val'}]", "data.lr_source=make",
-            f"data.patch_size={8 * scale}", "data.lr_patch_size=null", "data.batch_size=2", "data.num_workers=0",
-            "trainer.accelerator=cpu", "logger=csv", "test_sets=[]", "callbacks.progress_bar=null"]
+def small(folders, scale: int, *extra: str, **kw) -> list[str]:
+    """Recipe-independent shrinking (conftest.shrink): synthetic folders instead of the named sets, tiny patches
+    (8 LR pixels) and batches; the recipe's own net width, steps and validation interval unless given in ``kw``."""
+    return shrink(f"data.train=[{folders / 'train'}]", f"data.val=[{folders / 'val'}]", "data.lr_source=make",
+                  "data.lr_patch_size=null", "test_sets=[]", "callbacks.progress_bar=null", *extra,
+                  **{"patch": 8 * scale, "width": None, "steps": None, "val_every": None, **kw})
 
 
+@pytest.mark.slow  # every recipe at its paper size: the fast tier runs every preset (test_train) instead
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_every_recipe_composes_and_runs_one_batch(recipe, folders, tmp_path):
     base = compose_cfg("train", [f"experiment={recipe}"])
@@ -155,12 +157,12 @@ def test_paper_blocks_agree_with_the_fact_base():
 def srcnn_ckpt(folders, tmp_path_factory):
     """A 2-step srcnn_x3_t91 checkpoint (synthetic training images): enough to exercise srexp-eval."""
     out = tmp_path_factory.mktemp("srcnn_run")
-    cfg = compose_cfg("train", ["experiment=srcnn_x3_t91", *small(folders, 3), "trainer.max_steps=2",
-                                "trainer.val_check_interval=2"])
+    cfg = compose_cfg("train", ["experiment=srcnn_x3_t91", *small(folders, 3, steps=2, val_every=2)])
     run(cfg, run_dir=str(out))
     return out / "checkpoints" / "last.ckpt"
 
 
+@pytest.mark.slow
 def test_eval_checkpoint_prints_the_four_set_table(srcnn_ckpt, shared_data, tmp_path):
     r = run_cli("srexp.cli.evaluate", f"ckpt={srcnn_ckpt}", "eval.sets=[Set5,Set14,B100,Urban100]",
                 f"eval.root={shared_data}", f"hydra.run.dir={tmp_path}", "eval.device=cpu")
@@ -181,6 +183,7 @@ def test_eval_checkpoint_prints_the_four_set_table(srcnn_ckpt, shared_data, tmp_
     assert rows[1]["n_images"] == 14 and rows[0]["protocol"]["name"] == "y_float"
 
 
+@pytest.mark.slow
 def test_eval_of_missing_sets_only_is_one_line_error(srcnn_ckpt, tmp_path):
     r = run_cli("srexp.cli.evaluate", f"ckpt={srcnn_ckpt}", "eval.sets=[B100]", f"eval.root={tmp_path}",
                 f"hydra.run.dir={tmp_path / 'ev'}")
@@ -188,10 +191,11 @@ def test_eval_of_missing_sets_only_is_one_line_error(srcnn_ckpt, tmp_path):
         "srexp-eval: error: none of eval.sets=['B100'] was found")
 
 
+@pytest.mark.slow
 def test_pre_upsampling_checkpoint_evaluates_at_other_scales(folders, tmp_path):
     out = tmp_path / "run"
-    cfg = compose_cfg("train", ["experiment=vdsr_multiscale_291", *small(folders, 3), "trainer.max_steps=2",
-                                "trainer.val_check_interval=2", "net.num_feat=8", "net.body.num_block=1"])
+    cfg = compose_cfg("train", ["experiment=vdsr_multiscale_291",
+                                *small(folders, 3, "net.body.num_block=1", steps=2, val_every=2, width=8)])
     run(cfg, run_dir=str(out))
     from srexp.training.checkpoint import load_model, nets_from_checkpoint
 
@@ -206,9 +210,9 @@ def test_pre_upsampling_checkpoint_evaluates_at_other_scales(folders, tmp_path):
     assert [row["scale"] for row in json.loads((ev / "metrics.json").read_text())] == [2, 3, 4]
 
 
+@pytest.mark.slow
 def test_post_upsampling_checkpoint_refuses_other_scales(folders, tmp_path):
-    cfg = compose_cfg("train", ["experiment=espcn_x3_t91", *small(folders, 3), "trainer.max_steps=1",
-                                "trainer.val_check_interval=1"])
+    cfg = compose_cfg("train", ["experiment=espcn_x3_t91", *small(folders, 3, steps=1, val_every=1)])
     run(cfg, run_dir=str(tmp_path))
     r = run_cli("srexp.cli.evaluate", f"ckpt={tmp_path / 'checkpoints' / 'last.ckpt'}", "eval.scales=[2]",
                 f"eval.sets=[{folders / 'val'}]", f"hydra.run.dir={tmp_path / 'ev'}")
@@ -231,6 +235,7 @@ def test_grayscale_test_image_follows_the_protocol(shared_data):
     assert r.lr.shape[0] == 3 and torch.equal(r.lr[0], r.lr[1]) and torch.equal(r.lr[1], r.lr[2])
 
 
+@pytest.mark.slow
 def test_reproduce_script_runs_on_cpu(folders, tmp_path):
     out = tmp_path / "rep"
     cmd = [sys.executable, str(REPO / "bench" / "reproduce.py"), "--budget", "4", "--every", "1", "--out", str(out),

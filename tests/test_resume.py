@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import REPO, TINY, run_cli
+from conftest import REPO, run_cli, shrink
 from srexp.cli import with_resume_dir
 from srexp.errors import ConfigError
 from srexp.training.resume import AtomicCheckpointIO, find_run, identity_overrides
@@ -19,11 +19,9 @@ STEPS, KILL_AT = 12, 6
 
 
 def common(folders) -> list[str]:
-    keep = [o for o in TINY if not o.startswith(("trainer.max_steps", "trainer.val_check_interval"))]
-    return [*keep, f"trainer.max_steps={STEPS}", "trainer.val_check_interval=4", "data=folder",
-            f"data.train_dir={folders / 'train'}", f"data.val_dir={folders / 'val'}",
-            "callbacks.last_checkpoint.every_n_train_steps=2", "callbacks.progress_bar=null", "callbacks.image_grid=null",
-            "task.ema_decay=0.9"]
+    return shrink("data=folder", f"data.train_dir={folders / 'train'}", f"data.val_dir={folders / 'val'}",
+                  "callbacks.last_checkpoint.every_n_train_steps=2", "callbacks.progress_bar=null",
+                  "callbacks.image_grid=null", "task.ema_decay=0.9", steps=STEPS, val_every=4)
 
 
 def env(outputs: Path) -> dict:
@@ -50,6 +48,7 @@ def train_losses(run: Path) -> list[tuple[int, str]]:
     return [(int(r["step"]), r["train/loss"]) for r in rows if r.get("train/loss")]
 
 
+@pytest.mark.slow
 def test_sigkill_and_resume_is_bit_identical(folders, tmp_path):
     base = common(folders)
     # 1. uninterrupted
@@ -92,6 +91,7 @@ def test_sigkill_and_resume_is_bit_identical(folders, tmp_path):
     assert train_losses(ref) == train_losses(run)
 
 
+@pytest.mark.slow
 def test_resume_without_a_checkpoint_is_one_line(tmp_path, folders, monkeypatch):
     r = run_cli("srexp.cli.train", *common(folders), f"hydra.run.dir={tmp_path / 'empty'}", "resume=true")
     assert r.returncode == 2
@@ -130,6 +130,7 @@ def test_atomic_checkpoint_survives_a_failed_save(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temp file left
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_with_one_line_and_keeps_last_good(tmp_path, folders):
     run = tmp_path / "run"
     r = subprocess.run([sys.executable, "-m", "srexp.cli.train", *common(folders), f"hydra.run.dir={run}",

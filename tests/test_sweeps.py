@@ -14,7 +14,7 @@ import yaml
 from hydra import compose, initialize_config_dir
 from PIL import Image
 
-from conftest import run_cli, write_images
+from conftest import run_cli, shrink, write_images
 from srexp import CONF_DIR
 from srexp.cli.budget import TOLERANCE, budget_table
 from srexp.training.distributed import ENV, pin_ddp_child
@@ -23,8 +23,6 @@ from srexp.cli.report import report
 # One intra-op thread per process: on 2 shared cores, two OpenMP threads spin against each other and a tiny conv
 # takes ~100× longer (measured).
 FAST = {"OMP_NUM_THREADS": "1"}
-TINY_JOB = ["trainer.max_steps=2", "trainer.val_check_interval=2", "trainer.log_every_n_steps=1",
-            "data.patch_size=16", "data.batch_size=2", "data.num_workers=0"]
 STRATEGIES = {"pre", "post", "progressive", "iterative"}
 LAYERS = {"interpolate", "transposed", "reshape", "pixel_shuffle"}
 
@@ -76,6 +74,7 @@ def check_report(sweep: Path) -> None:
 
 
 
+@pytest.mark.slow  # builds the 32 nets of both sweep presets
 def test_budget_presets_match_within_tolerance(one_thread):
     for sweep, target in (("compare_upsampling", 250_000), ("compare_upsampling_cpu", 26_000)):
         t, rows = budget_table(sweep)
@@ -91,9 +90,10 @@ def test_compare_archs_lists_every_preset():
     assert sorted(listed) == sorted(p.stem for p in (CONF_DIR / "arch").glob("*.yaml") if p.stem != "custom")
 
 
+@pytest.mark.slow
 def test_compare_upsampling_sweep_and_report(folders, tmp_path):
     sweep = tmp_path / "sweep"
-    r = run_cli("srexp.cli.train", "-m", "+sweep=compare_upsampling_cpu", *TINY_JOB, *folders, "logger=csv",
+    r = run_cli("srexp.cli.train", "-m", "+sweep=compare_upsampling_cpu", *shrink(*folders, steps=2, width=None),
                 f"hydra.sweep.dir={sweep}", env=FAST)
     assert r.returncode == 0, r.stderr[-3000:]
     check_sweep(sweep, 26_000)
@@ -103,10 +103,12 @@ def test_compare_upsampling_sweep_and_report(folders, tmp_path):
     check_report(sweep)
 
 
+@pytest.mark.slow
 def test_compare_upsampling_with_joblib(folders, tmp_path):
     sweep = tmp_path / "sweep"
     r = run_cli("srexp.cli.train", "-m", "+sweep=compare_upsampling_cpu", "hydra/launcher=joblib",
-                "hydra.launcher.n_jobs=2", *TINY_JOB, *folders, "logger=csv", f"hydra.sweep.dir={sweep}", env=FAST)
+                "hydra.launcher.n_jobs=2", *shrink(*folders, steps=2, width=None), f"hydra.sweep.dir={sweep}",
+                env=FAST)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "n_jobs=2" in r.stdout + r.stderr  # the joblib launcher ran it
     check_sweep(sweep, 26_000)
@@ -114,10 +116,11 @@ def test_compare_upsampling_with_joblib(folders, tmp_path):
     check_report(sweep)
 
 
+@pytest.mark.slow
 def test_submitit_local_two_jobs(folders, tmp_path):
     sweep = tmp_path / "sweep"
     r = run_cli("srexp.cli.train", "-m", "+sweep=compare_upsampling_cpu", "hydra/launcher=submitit_local",
-                "net/strategy=post", "net/upsample=pixel_shuffle,transposed", *TINY_JOB, *folders, "logger=csv",
+                "net/strategy=post", "net/upsample=pixel_shuffle,transposed", *shrink(*folders, steps=2, width=None),
                 f"hydra.sweep.dir={sweep}", env=FAST)
     assert r.returncode == 0, r.stderr[-3000:]
     assert (sweep / ".submitit").is_dir()
@@ -166,10 +169,10 @@ def read_wandb_run(run_dir: Path) -> dict:
     return out
 
 
+@pytest.mark.slow
 def test_ddp_one_run_folder_one_wandb_run(folders, tmp_path):
     outputs = tmp_path / "outputs"
-    r = run_cli("srexp.cli.train", "trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu", *TINY_JOB,
-                "trainer.max_steps=4", "net.num_feat=8", *folders, "logger=wandb",
+    r = run_cli("srexp.cli.train", "trainer=ddp", "trainer.devices=2", *shrink(*folders, logger="wandb"),
                 env={**FAST, "SREXP_OUTPUTS": str(outputs)})
     assert r.returncode == 0, r.stderr[-3000:]
     runs = [p for p in outputs.glob("*/*") if p.is_dir()]
@@ -189,10 +192,11 @@ def test_ddp_one_run_folder_one_wandb_run(folders, tmp_path):
     assert "net.num_feat=8" in w["name"] and w["group"] == ""
 
 
+@pytest.mark.slow
 def test_ddp_inside_multirun_runs_each_job_once(folders, tmp_path):
     sweep, outputs = tmp_path / "sweep", tmp_path / "outputs"
-    r = run_cli("srexp.cli.train", "-m", "trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu", *TINY_JOB,
-                "net.num_feat=4,8", *folders, "logger=wandb", f"hydra.sweep.dir={sweep}",
+    r = run_cli("srexp.cli.train", "-m", "trainer=ddp", "trainer.devices=2",
+                *shrink(*folders, "net.num_feat=4,8", steps=2, logger="wandb"), f"hydra.sweep.dir={sweep}",
                 env={**FAST, "SREXP_OUTPUTS": str(outputs)})
     assert r.returncode == 0, r.stderr[-3000:]
     out = r.stdout + r.stderr
@@ -270,10 +274,11 @@ def test_unworkable_ddp_launches_are_one_line_errors(monkeypatch):
 
 
 # ---------------------------------------------------------------------------------------------- Optuna, SLURM
+@pytest.mark.slow
 def test_optuna_maximises_val_psnr(folders, tmp_path):
     sweep = tmp_path / "sweep"
-    r = run_cli("srexp.cli.train", "+hparams_search=lr_width", "hydra.sweeper.n_trials=2", "trainer.accelerator=cpu",
-                *TINY_JOB, *folders, "logger=csv", f"hydra.sweep.dir={sweep}", env=FAST)
+    r = run_cli("srexp.cli.train", "+hparams_search=lr_width", "hydra.sweeper.n_trials=2",
+                *shrink(*folders, steps=2, width=None), f"hydra.sweep.dir={sweep}", env=FAST)
     assert r.returncode == 0, r.stderr[-3000:]
     best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     psnrs = [json.loads(p.read_text())["psnr"] for p in sweep.glob("*/val_metrics.json")]

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from conftest import TINY, compose_cfg, run_cli, write_images
+from conftest import BIG_PRESETS, compose_cfg, run_cli, shrink, slow_for, write_images
 from srexp import CONF_DIR
 from srexp.cli.train import run
 
@@ -16,24 +16,25 @@ def folder_overrides(folders):
     return ["data=folder", f"data.train_dir={folders / 'train'}", f"data.val_dir={folders / 'val'}"]
 
 
-@pytest.mark.parametrize("arch", PRESETS)
+@pytest.mark.parametrize("arch", slow_for(PRESETS, BIG_PRESETS))
 def test_fast_dev_run_every_preset(arch, folders, tmp_path):
     scale = 4 if arch in ("lapsrn", "dbpn", "dbpn_small") else 2
-    over = [o for o in TINY if not o.startswith("net.num_feat")]
-    cfg = compose_cfg("train", [*over, *folder_overrides(folders), f"arch={arch}", f"scale={scale}", "debug=fdr"])
+    cfg = compose_cfg("train", shrink(*folder_overrides(folders), f"arch={arch}", f"scale={scale}", "debug=fdr",
+                                      width=None))
     run(cfg, run_dir=str(tmp_path))
 
 
 def test_free_composition_from_groups(folders, tmp_path):
-    cfg = compose_cfg("train", [*TINY, *folder_overrides(folders), "net/strategy=progressive",
-                                "net/upsample=pixel_shuffle", "net/body=resblocks", "scale=4", "debug=fdr"])
+    cfg = compose_cfg("train", shrink(*folder_overrides(folders), "net/strategy=progressive",
+                                      "net/upsample=pixel_shuffle", "net/body=resblocks", "scale=4", "debug=fdr"))
     assert cfg.net._target_.endswith("ProgressiveUpsample")
     run(cfg, run_dir=str(tmp_path))
 
 
+@pytest.mark.slow
 def test_short_run_writes_run_folder_and_evaluates(folders, tmp_path):
     out = tmp_path / "run"
-    r = run_cli("srexp.cli.train", *TINY, *folder_overrides(folders), "logger=wandb", f"hydra.run.dir={out}")
+    r = run_cli("srexp.cli.train", *shrink(*folder_overrides(folders), logger="wandb"), f"hydra.run.dir={out}")
     assert r.returncode == 0, r.stderr[-3000:]
     assert "model PSNR" in r.stdout and "bicubic PSNR" in r.stdout
     assert (out / "config.yaml").is_file() and (out / "grid.png").is_file()
@@ -62,6 +63,7 @@ def test_short_run_writes_run_folder_and_evaluates(folders, tmp_path):
     assert rows[0]["protocol"]["shave"] == 2 and len(rows[0]["protocol"]["images_sha1"]) == 12
 
 
+@pytest.mark.slow
 def test_eval_reproduces_published_bicubic(shared_data, tmp_path):
     r = run_cli("srexp.cli.evaluate", "arch=bicubic", "eval.sets=[Set5,Set14]", "eval.scales=[2,3,4]",
                 "eval.protocol=y_float", f"eval.root={shared_data}", f"hydra.run.dir={tmp_path}")
@@ -75,8 +77,9 @@ def test_eval_reproduces_published_bicubic(shared_data, tmp_path):
         assert row["protocol"]["name"] == "y_float"
 
 
+@pytest.mark.slow
 def test_missing_folder_is_one_line_error(tmp_path):
-    r = run_cli("srexp.cli.train", *TINY, "data=folder", f"data.train_dir={tmp_path / 'nope'}",
+    r = run_cli("srexp.cli.train", *shrink(), "data=folder", f"data.train_dir={tmp_path / 'nope'}",
                 f"data.val_dir={tmp_path / 'nope'}", f"hydra.run.dir={tmp_path / 'run'}")
     assert r.returncode == 2
     lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
@@ -84,11 +87,12 @@ def test_missing_folder_is_one_line_error(tmp_path):
     assert "Traceback" not in r.stderr
 
 
+@pytest.mark.slow
 def test_unreadable_image_is_skipped_with_count_and_all_bad_is_error(tmp_path, folders):
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "broken.png").write_bytes(b"garbage")
-    r = run_cli("srexp.cli.train", *TINY, "data=folder", f"data.train_dir={bad}", f"data.val_dir={folders / 'val'}",
+    r = run_cli("srexp.cli.train", *shrink(), "data=folder", f"data.train_dir={bad}", f"data.val_dir={folders / 'val'}",
                 f"hydra.run.dir={tmp_path / 'run'}")
     assert r.returncode == 2
     last = r.stderr.strip().splitlines()[-1]
@@ -97,14 +101,15 @@ def test_unreadable_image_is_skipped_with_count_and_all_bad_is_error(tmp_path, f
     mixed = tmp_path / "mixed"
     write_images(mixed, n=2, size=(64, 56))
     (mixed / "broken.png").write_bytes(b"garbage")
-    r = run_cli("srexp.cli.train", *TINY, "debug=fdr", "data=folder", f"data.train_dir={mixed}",
+    r = run_cli("srexp.cli.train", *shrink(), "debug=fdr", "data=folder", f"data.train_dir={mixed}",
                 f"data.val_dir={folders / 'val'}", f"hydra.run.dir={tmp_path / 'run2'}")
     assert r.returncode == 0, r.stderr[-2000:]
     assert "skipped 1 of 3 images" in r.stdout + r.stderr and "broken.png" in r.stdout + r.stderr
 
 
+@pytest.mark.slow
 def test_progressive_x3_is_one_line_config_error(tmp_path):
-    r = run_cli("srexp.cli.train", *TINY, "net/strategy=progressive", "scale=3", f"hydra.run.dir={tmp_path}")
+    r = run_cli("srexp.cli.train", *shrink(), "net/strategy=progressive", "scale=3", f"hydra.run.dir={tmp_path}")
     assert r.returncode == 2
     last = r.stderr.strip().splitlines()[-1]
     assert last.startswith("srexp-train: error: net.strategy=progressive") and "3" in last
@@ -123,13 +128,14 @@ def test_every_trainer_argument_is_a_config_key():
     assert args == set(cfg.trainer) - {"_target_"}
 
 
+@pytest.mark.slow
 def test_lightning_habits_work_from_the_command_line(tmp_path):
     """fast_dev_run and limit_val_batches as a Lightning user types them."""
+    # not shrink(): the default data loaders (batch 16, 2 workers) and accelerator, only patch and width made small
     r = run_cli("srexp.cli.train", "trainer.fast_dev_run=true", "logger=csv", f"hydra.run.dir={tmp_path / 'fdr'}",
                 "data.patch_size=16", "net.num_feat=8")
     assert r.returncode == 0, r.stderr[-1500:]
-    r = run_cli("srexp.cli.train", "trainer.limit_val_batches=1", "trainer.max_steps=2", "trainer.val_check_interval=2",
-                "logger=csv", f"hydra.run.dir={tmp_path / 'lim'}", "data.patch_size=16", "net.num_feat=8",
-                "data.num_workers=0")
+    r = run_cli("srexp.cli.train", *shrink("trainer.limit_val_batches=1", steps=2),
+                f"hydra.run.dir={tmp_path / 'lim'}")
     assert r.returncode == 0, r.stderr[-1500:]
     assert (tmp_path / "lim" / "val_metrics.json").is_file()

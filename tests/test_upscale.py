@@ -107,6 +107,7 @@ def fake_checkpoint(path: Path, arch: str = "custom", scale: int = 2, channels: 
     return path, net.eval()
 
 
+@pytest.mark.slow
 def test_checkpoint_export_and_mismatches(tmp_path):
     files = _images(tmp_path / "in")
     ckpt, net = fake_checkpoint(tmp_path / "m.ckpt")
@@ -155,6 +156,7 @@ print(r.stderr[-2000:], file=sys.stderr)
 RSS_BOUND_MB = 850
 
 
+@pytest.mark.slow
 def test_huge_image_is_tiled_under_a_memory_bound(tmp_path):
     h, w = 3000, 4000
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)

@@ -1,0 +1,3 @@
+from srexp.cli.report import main
+
+main()
