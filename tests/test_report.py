@@ -77,7 +77,7 @@ def test_leaderboard_ranks_and_lists_failed(sweep):
     assert "3 of 4 jobs finished" in md and "## Failed or unfinished" in md
     assert "| 1 | net/strategy=post net/upsample=pixel_shuffle | custom | post | pixel_shuffle | resblocks | 4,000 |" in md
     assert "images sha1 abc123abc123" in md
-    assert {p.name for p in res["files"]} == {"leaderboard.md", "leaderboard.csv", "psnr_vs_params.png",
+    assert {p.name for p in res["files"]} == {"leaderboard.md", "leaderboard.csv", "psnr_vs_params.png", "psnr_vs_macs.png",
                                               "psnr_vs_throughput.png", "loss_curves.png", "crops.png"}
     for name in ("psnr_vs_params.png", "psnr_vs_throughput.png", "loss_curves.png", "crops.png"):
         a = np.asarray(Image.open(sweep / name).convert("L")).astype(float)

@@ -212,6 +212,7 @@ def test_ddp_inside_multirun_runs_each_job_once(folders, tmp_path):
         w = read_wandb_run(sweep / job)
         assert w["group"] == "sweep" and f"net.num_feat={width}" in w["name"]
         assert w["config"]["net"]["num_feat"] == width and "val/psnr" in w["keys"]
+        assert f"net.num_feat={width}" in w["config"]["config_key"] and "seed" not in w["config"]["config_key"]
 
 
 def test_srmetrics_counts_a_repeated_image_once():

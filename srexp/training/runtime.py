@@ -28,12 +28,25 @@ def build_loggers(cfg: DictConfig, run_dir: str) -> list:
         if "wandb" in str(cfg.logger.get("_target_", "")).lower():
             os.environ.setdefault("WANDB_MODE", "offline")  # respects WANDB_MODE=online/disabled set by the user
             os.environ.setdefault("WANDB_SILENT", "true")
-            extra = {"id": wandb_id(run_dir), "resume": "allow", "_convert_": "all",
-                     "config": redact(OmegaConf.to_container(cfg, resolve=True)), **wandb_names(cfg, run_dir)}
+            config = redact(OmegaConf.to_container(cfg, resolve=True))
+            config["config_key"] = config_key()  # W&B's "group by config_key" then shows the seeds' mean/std
+            extra = {"id": wandb_id(run_dir), "resume": "allow", "_convert_": "all", "config": config,
+                     **wandb_names(cfg, run_dir)}
         # a partial first: `config` (wandb.init's) cannot be a keyword of instantiate(), whose own first argument it is
         make = instantiate(cfg.logger, _partial_=True, **{k: v for k, v in extra.items() if k != "config"})
         loggers.append(make(config=extra["config"]) if "config" in extra else make())
     return loggers
+
+
+def config_key(overrides: list[str] | None = None) -> str:
+    """The run's configuration less its seed: its command-line overrides (Hydra's, where none are given) without
+    ``seed=`` and Hydra's own keys, sorted — the key srexp-report and W&B group repeated seeds by."""
+    if overrides is None:
+        from hydra.core.hydra_config import HydraConfig
+
+        overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    keep = sorted(o for o in overrides if not o.lstrip("+~").startswith(("seed=", "hydra.", "resume=")))
+    return " ".join(keep) or "(defaults)"
 
 
 def wandb_names(cfg: DictConfig, run_dir: str) -> dict:

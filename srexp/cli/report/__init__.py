@@ -24,6 +24,7 @@ from pathlib import Path
 from srexp.cli.report.collect import (ReportError, check_protocols, find_runs, label_jobs, load_job,  # noqa: F401
                                       rank_jobs)
 from srexp.cli.report.plots import crops_plot, first_row_tiles, loss_plot, scatter  # noqa: F401
+from srexp.cli.report.seeds import group_seeds, has_repeats, write_seed_tables
 from srexp.cli.report.table import write_tables
 from srexp.errors import SrexpError
 
@@ -41,10 +42,18 @@ def report(paths: list[str | Path], out: str | Path | None = None, allow_mixed: 
     rank_jobs(jobs)
     title = paths[0].name if len(paths) == 1 else f"{len(paths)} folders"
     files = [write_tables(jobs, out, title), out / "leaderboard.csv"]
-    plots = [(scatter(jobs, "params", "trainable parameters (log)", out / "psnr_vs_params.png",
-                      f"{title}: PSNR vs parameters"), out / "psnr_vs_params.png"),
-             (scatter(jobs, "patches_per_s", "train patches / s (log)", out / "psnr_vs_throughput.png",
-                      f"{title}: PSNR vs training throughput"), out / "psnr_vs_throughput.png"),
+    configs = group_seeds(jobs)
+    if has_repeats(configs):  # seeds as an axis: mean ± std (n), 95% interval, within-noise marks
+        files += [write_seed_tables(configs, out, title), out / "leaderboard_seeds.csv"]
+    scale = next((j.config.get("scale") for j in jobs if j.config.get("scale")), 1) or 1
+    plots = [(scatter(configs, lambda c: c.mean_of("params"), "trainable parameters (log)",
+                      out / "psnr_vs_params.png", f"{title}: PSNR vs parameters"), out / "psnr_vs_params.png"),
+             (scatter(configs, lambda c: (c.mean_of("macs_per_lr_px") or 0) / scale**2,
+                      "MACs per output (HR) pixel (log)", out / "psnr_vs_macs.png",
+                      f"{title}: PSNR vs compute, with the Pareto front", frontier=True), out / "psnr_vs_macs.png"),
+             (scatter(configs, lambda c: c.mean_of("patches_per_s"), "train patches / s (log)",
+                      out / "psnr_vs_throughput.png", f"{title}: PSNR vs training throughput"),
+              out / "psnr_vs_throughput.png"),
              (loss_plot(jobs, out / "loss_curves.png", f"{title}: training loss"), out / "loss_curves.png"),
              (crops_plot(jobs, out / "crops.png"), out / "crops.png")]
     files += [p for made, p in plots if made]
@@ -66,6 +75,9 @@ def main(argv: list[str] | None = None) -> None:
     jobs = res["jobs"]
     ok = sum(j.ok for j in jobs)
     print(Path(res["files"][0]).read_text())
+    seeds = next((f for f in res["files"] if Path(f).name == "leaderboard_seeds.md"), None)
+    if seeds:
+        print(Path(seeds).read_text())
     print(f"{ok} of {len(jobs)} jobs finished; wrote " + ", ".join(str(f) for f in res["files"]))
 
 

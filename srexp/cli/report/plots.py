@@ -17,34 +17,55 @@ def _plt():
     return plt
 
 
-def scatter(jobs: list[Job], x_key: str, x_label: str, path: Path, title: str) -> bool:
-    pts = [(j, j.metrics.get(x_key), j.metrics.get("psnr")) for j in jobs if j.ok]
-    pts = [(j, x, y) for j, x, y in pts if x and y is not None and x > 0]
+def _short(c) -> str:
+    """A configuration's swept values: ``pre / interpolate`` (its key less the names)."""
+    return " / ".join(o.split("=", 1)[-1] for o in c.key.split()) or c.key
+
+
+def pareto(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The frontier of (cost, PSNR) points: each point that no cheaper-or-equal point beats, sorted by cost."""
+    front, best = [], -math.inf
+    for x, y in sorted(points, key=lambda p: (p[0], -p[1])):
+        if y > best:
+            front.append((x, y))
+            best = y
+    return front
+
+
+def scatter(configs, x_of, x_label: str, path: Path, title: str, frontier: bool = False) -> bool:
+    """Mean validation PSNR of each configuration against ``x_of(config)`` (log axis), marker = strategy, colour =
+    upsample layer, error bars = std over seeds where a configuration has several; ``frontier``: the Pareto line."""
+    pts = [(c, x_of(c), c.mean) for c in configs if c.psnr]
+    pts = [(c, x, y) for c, x, y in pts if x and x > 0 and not math.isnan(y)]
     if not pts:
         return False
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(8, 5.5))
-    layers = sorted({j.choices.get("net/upsample", "") for j, _, _ in pts})
+    fig, ax = plt.subplots(figsize=(9, 6))
+    layers = sorted({c.first.choices.get("net/upsample", "") for c, _, _ in pts})
     colors = {u: plt.cm.tab10(i % 10) for i, u in enumerate(layers)}
     seen = set()
-    for j, x, y in pts:
-        s, u = j.choices.get("net/strategy", ""), j.choices.get("net/upsample", "")
-        name = f"{s} / {u}" if s and u else j.short
-        ax.scatter([x], [y], marker=STRATEGY_MARKERS.get(s, "o"), color=colors.get(u, "C0"), s=60,
-                   label=None if name in seen else name, edgecolors="black", linewidths=0.5)
+    for c, x, y in pts:
+        s, u = c.first.choices.get("net/strategy", ""), c.first.choices.get("net/upsample", "")
+        name = f"{s} / {u}" if s and u else _short(c)
+        err = c.std if c.n > 1 and not math.isnan(c.std) else None
+        ax.errorbar([x], [y], yerr=None if err is None else [err], fmt=STRATEGY_MARKERS.get(s, "o"),
+                    color=colors.get(u, "C0"), markersize=8, markeredgecolor="black", markeredgewidth=0.5,
+                    capsize=3, elinewidth=1, label=None if name in seen else name)
         seen.add(name)
-        ax.annotate(j.short[:24], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=6)
-    bic = [j.metrics.get("bicubic_psnr") for j, _, _ in pts if j.metrics.get("bicubic_psnr") is not None]
+    if frontier:
+        front = pareto([(x, y) for _, x, y in pts])
+        ax.plot(*zip(*front), color="black", linewidth=1, drawstyle="steps-post", alpha=0.6, label="Pareto front")
+    bic = [c.mean_of("bicubic_psnr") for c, _, _ in pts if c.mean_of("bicubic_psnr") is not None]
     if bic:
         ax.axhline(sum(bic) / len(bic), color="gray", linestyle="--", linewidth=1, label="bicubic")
     ax.set_xscale("log")
     ax.set_xlabel(x_label)
-    ax.set_ylabel("validation PSNR (dB)")
+    ax.set_ylabel("validation PSNR (dB)" + (", mean ± std over seeds" if any(c.n > 1 for c, _, _ in pts) else ""))
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="best", ncol=2)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=120)
     plt.close(fig)
     return True
 

@@ -70,7 +70,7 @@ def write_tables(jobs: list[Job], out: Path, title: str) -> Path:
     if bad:
         lines += ["", "## Failed or unfinished", "", "| job | folder | status |", "|---|---|---|"]
         lines += [f"| {r['job']} | {r['folder']} | {r['status']} |" for r in bad]
-    lines += ["", "Plots: psnr_vs_params.png, psnr_vs_throughput.png, loss_curves.png, crops.png.", ""]
+    lines += ["", "Plots: psnr_vs_params.png, psnr_vs_macs.png (with the Pareto front), psnr_vs_throughput.png, loss_curves.png, crops.png.", ""]
     md = out / "leaderboard.md"
     md.write_text("\n".join(lines))
     return md
