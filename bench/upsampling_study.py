@@ -41,7 +41,8 @@ def job_dir(budget: str, strategy: str, layer: str, seed: int) -> Path:
 def run_job(budget: str, strategy: str, layer: str, seed: int, threads: int, extra: list[str]) -> tuple[str, float, int]:
     out = job_dir(budget, strategy, layer, seed)
     over = ["+sweep=upsampling_study", f"sweep.budget={budget}", f"net/strategy={strategy}", f"net/upsample={layer}",
-            f"seed={seed}", f"hydra.run.dir={out}", "logger=csv", "callbacks.progress_bar=null", *extra]
+            f"seed={seed}", f"hydra.run.dir={out}", f"data.cache_dir={RUNS / 'cache'}", "logger=csv",
+            "callbacks.progress_bar=null", *extra]  # the cache: T91 and Set5 decoded once for all jobs
     if (out / "checkpoints" / "last.ckpt").is_file():
         over.append("resume=true")
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}

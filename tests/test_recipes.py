@@ -167,7 +167,9 @@ def test_eval_checkpoint_prints_the_four_set_table(srcnn_ckpt, shared_data, tmp_
     r = run_cli("srexp.cli.evaluate", f"ckpt={srcnn_ckpt}", "eval.sets=[Set5,Set14,B100,Urban100]",
                 f"eval.root={shared_data}", f"hydra.run.dir={tmp_path}", "eval.device=cpu")
     assert r.returncode == 0, r.stderr[-3000:]
-    table = [ln for ln in r.stdout.splitlines() if ln.startswith("| ")][1:]  # without the header
+    table = [ln for ln in r.stdout.splitlines() if ln.startswith("| ")]
+    assert table[0] == "| set | scale | PSNR | SSIM | bicubic PSNR | paper PSNR | paper SSIM | Δ PSNR |"
+    table = table[1:]  # without the header
     assert [ln.split(" | ")[0] for ln in table] == ["| Set5", "| Set14", "| B100", "| Urban100"]
     cells = table[0].split(" | ")
     assert cells[1:2] == ["×3"] and cells[5:7] == ["32.75", "0.9090"]

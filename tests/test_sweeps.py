@@ -84,6 +84,22 @@ def test_budget_presets_match_within_tolerance(one_thread):
         assert macs["pre", "pixel_shuffle"] > 4 * macs["post", "pixel_shuffle"]  # pre spends its budget at HR
 
 
+@pytest.mark.slow  # builds the 32 nets of the study's two budgets
+def test_upsampling_study_matches_both_budgets(one_thread):
+    """The study's widths put every strategy × layer within ±10% of its parameter budget and, in the other half, of
+    its compute budget (MACs per output pixel), where pre-upsampling then runs far narrower."""
+    t, rows = budget_table("upsampling_study", by="params")
+    assert t == 26_000 and len(rows) == 16 and max(abs(r["off"]) for r in rows) <= TOLERANCE, rows
+    t, rows = budget_table("upsampling_study", by="macs")
+    assert t == 4_000 and len(rows) == 16 and max(abs(r["off"]) for r in rows) <= TOLERANCE, rows
+    width = {(r["strategy"], r["layer"]): r["num_feat"] for r in rows}
+    assert width["pre", "pixel_shuffle"] * 2 < width["post", "interpolate"]
+    from srexp.cli.budget import compose
+
+    cfg = compose(["+sweep=upsampling_study", "sweep.budget=macs", "net/strategy=pre"])
+    assert cfg.hydra.sweeper.params.seed == "0,1,2" and cfg.hydra.sweeper.params["sweep.budget"] == "params,macs"
+
+
 def test_compare_archs_lists_every_preset():
     sweep = yaml.safe_load((CONF_DIR / "sweep" / "compare_archs.yaml").read_text())
     listed = sweep["hydra"]["sweeper"]["params"]["arch"].split(",")

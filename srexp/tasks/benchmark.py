@@ -74,7 +74,8 @@ def add_paper(rows: list[dict], method: str | None, paper=None) -> None:
 def markdown_table(rows: list[dict], method: str | None, paper=None, missing: list[dict] = (),
                    protocol: str | None = None) -> str:
     """ours | paper | Δ per set and scale; a Δ measured under another protocol than the paper's is marked †."""
-    lines = ["| set | scale | PSNR | SSIM | paper PSNR | paper SSIM | Δ PSNR |", "|---|---|---|---|---|---|---|"]
+    lines = ["| set | scale | PSNR | SSIM | bicubic PSNR | paper PSNR | paper SSIM | Δ PSNR |",
+             "|---|---|---|---|---|---|---|---|"]
     order = {name: k for k, name in enumerate(dict.fromkeys(r["set"] for r in [*rows, *missing]))}
     entries = sorted([*rows, *missing], key=lambda r: (order[r["set"]], r["scale"]))
     proto = protocol or (rows[0]["protocol"]["name"] if rows else "?")
