@@ -91,6 +91,53 @@ def test_sigkill_and_resume_is_bit_identical(folders, tmp_path):
     assert train_losses(ref) == train_losses(run)
 
 
+def kill_at(cmd: list[str], outputs: Path, step: int) -> None:
+    """Start ``cmd`` (a run that stalls at ``step``) and SIGKILL it once its last.ckpt holds that step."""
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env(outputs), cwd=REPO)
+    deadline = time.time() + 300
+    try:
+        while time.time() < deadline and p.poll() is None:
+            lasts = list(outputs.glob("**/checkpoints/last.ckpt"))
+            if lasts and ckpt_step(lasts[0]) == step:
+                break
+            time.sleep(0.2)
+        assert p.poll() is None, p.stderr.read()[-3000:]
+        p.send_signal(signal.SIGKILL)
+    finally:
+        p.kill()
+        p.wait()
+
+
+@pytest.mark.slow
+def test_readme_resume_continues_the_run_that_was_started(folders, tmp_path):
+    """README: `srexp-train hydra.run.dir=DIR ...`, killed, then `srexp-train hydra.run.dir=DIR resume=true` alone:
+    the saved overrides (max_steps, the schedule's length) win, the saved config is not rewritten, the final weights
+    and the CSV log equal an uninterrupted run's; an override that changes the run is refused in one line."""
+    base = common(folders)
+    train = [sys.executable, "-m", "srexp.cli.train"]
+    ref = tmp_path / "ref"
+    r = subprocess.run([*train, *base, f"hydra.run.dir={ref}"], capture_output=True, text=True,
+                       env=env(tmp_path / "unused"), cwd=REPO, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    run = tmp_path / "myrun"
+    stall = ["+callbacks.stall._target_=stall_callback.Stall", f"+callbacks.stall.step={KILL_AT}"]
+    kill_at([*train, *base, *stall, f"hydra.run.dir={run}"], run, KILL_AT)
+    saved = {f: (run / f).read_bytes() for f in ("config.yaml", ".hydra/overrides.yaml", ".hydra/config.yaml")}
+    r = subprocess.run([*train, f"hydra.run.dir={run}", "trainer.max_steps=99", "resume=true"], capture_output=True,
+                       text=True, env=env(tmp_path / "unused"), cwd=REPO, timeout=600)
+    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith(
+        "srexp-train: error: resume=true: trainer.max_steps=99 would change the run in"), r.stderr[-2000:]
+    r = subprocess.run([*train, f"hydra.run.dir={run}", "resume=true"], capture_output=True, text=True,
+                       env=env(tmp_path / "unused"), cwd=REPO, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "Previous log files" not in r.stderr + r.stdout and "not resumable" not in r.stderr + r.stdout
+    assert ckpt_step(run / "checkpoints" / "last.ckpt") == ckpt_step(ref / "checkpoints" / "last.ckpt") == STEPS
+    a, b = net_weights(ref / "checkpoints" / "last.ckpt"), net_weights(run / "checkpoints" / "last.ckpt")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert train_losses(ref) == train_losses(run)
+    assert {f: (run / f).read_bytes() for f in saved} == saved  # config.yaml and .hydra/ as the run started
+
+
 @pytest.mark.slow
 def test_resume_without_a_checkpoint_is_one_line(tmp_path, folders, monkeypatch):
     r = run_cli("srexp.cli.train", *common(folders), f"hydra.run.dir={tmp_path / 'empty'}", "resume=true")

@@ -52,24 +52,57 @@ def _quote(path: str) -> str:
     return path if re.fullmatch(r"[\w/.\-]+", path) else "'" + path.replace("'", "\\'") + "'"
 
 
+# Overrides a resume may change: they touch the console and the logs, never the weights.
+SAFE_AT_RESUME = ("callbacks.progress_bar", "trainer.enable_progress_bar", "trainer.log_every_n_steps")
+
+
+def saved_overrides(run_dir: Path) -> list[str] | None:
+    """The overrides a run folder was started with (``.hydra/overrides.yaml``), or None."""
+    import yaml
+
+    f = Path(run_dir) / ".hydra" / "overrides.yaml"
+    try:
+        return [str(o) for o in (yaml.safe_load(f.read_text()) or [])] if f.is_file() else None
+    except (OSError, yaml.YAMLError):
+        return None
+
+
 def with_resume_dir(argv: list[str]) -> list[str]:
-    """``resume=true`` without a run folder → ``hydra.run.dir=<latest matching run>`` appended (single runs)."""
-    from srexp.training.resume import find_run
+    """``resume=true``: continue the run that was started, as it was started. The run folder is ``hydra.run.dir=`` or
+    the latest under ``outputs/`` with the same overrides; the run's saved overrides are composed again (so
+    ``hydra.run.dir=DIR resume=true`` alone continues ``DIR``'s run, its max_steps and schedule included); an override
+    that would change the run is refused in one line (:data:`SAFE_AT_RESUME` are allowed); and Hydra does not write
+    ``.hydra/`` again, so the saved config is never overwritten."""
+    from srexp.training.resume import find_run, identity_overrides
 
     args = {a.split("=", 1)[0]: a.split("=", 1)[1] for a in argv if "=" in a and not a.startswith("-")}
     wants = args.get("resume") in TRUE or args.get("ckpt_path") == "last"
     multirun = any(a in ("-m", "--multirun") for a in argv)
-    if not wants or multirun or "hydra.run.dir" in args:
+    if not wants or multirun:
         return argv
-    outputs = os.environ.get("SREXP_OUTPUTS", "outputs")
     overrides = [a for a in argv if "=" in a and not a.startswith("-")]
-    found = find_run(outputs, overrides)
-    if found is None:
-        raise ConfigError(f"resume=true: no run folder under {outputs}/ with the overrides "
-                          f"[{' '.join(a for a in overrides if not a.startswith(('resume=', 'ckpt_path=')))}] and a "
-                          f"checkpoints/last.ckpt (valid: hydra.run.dir=DIR resume=true)")
-    print(f"resuming {found}", file=sys.stderr)
-    return [*argv, f"hydra.run.dir={_quote(str(found))}"]
+    extra = []
+    if "hydra.run.dir" in args:
+        found = Path(args["hydra.run.dir"].strip("'\""))
+    else:
+        outputs = os.environ.get("SREXP_OUTPUTS", "outputs")
+        found = find_run(outputs, overrides)
+        if found is None:
+            raise ConfigError(f"resume=true: no run folder under {outputs}/ with the overrides "
+                              f"[{' '.join(a for a in overrides if not a.startswith(('resume=', 'ckpt_path=')))}] and a "
+                              f"checkpoints/last.ckpt (valid: hydra.run.dir=DIR resume=true)")
+        print(f"resuming {found}", file=sys.stderr)
+        extra.append(f"hydra.run.dir={_quote(str(found))}")
+    saved = saved_overrides(found)
+    if saved is None:  # not a srexp-train run folder (or no .hydra/): resume_checkpoint() says what is missing
+        return [*argv, *extra]
+    kept = identity_overrides(saved)
+    for o in identity_overrides(overrides):
+        if o not in kept and o.lstrip("+~").split("=", 1)[0] not in SAFE_AT_RESUME:
+            raise ConfigError(f"resume=true: {o} would change the run in {found}, started with "
+                              f"[{' '.join(kept) or 'no overrides'}] (valid: resume with those, or start a new run)")
+    later = [a for a in argv if a not in kept]
+    return [*kept, *later, *extra, "hydra.output_subdir=null"]
 
 
 def command(cmd: str, resume: bool = False) -> Callable:

@@ -40,6 +40,8 @@ warnings.filterwarnings("ignore", message=".*LeafSpec.*")
 warnings.filterwarnings("ignore", message=".*litlogger.*")
 warnings.filterwarnings("ignore", message=".*sync_dist=True.*")  # val metrics are gathered by SRMetrics itself
 warnings.filterwarnings("ignore", message=".*evaluated exactly once.*")  # SRMetrics counts a repeated image once
+warnings.filterwarnings("ignore", message=".*Previous log files in this directory will be deleted.*")  # continue_csv
+warnings.filterwarnings("ignore", message=".*dataloader is not resumable.*")  # the sampler is seeded per sample index
 
 
 def build_trainer(cfg: DictConfig, run_dir: str, extra_callbacks: list = ()) -> L.Trainer:
@@ -70,7 +72,8 @@ def run(cfg: DictConfig, run_dir: str | None = None, callbacks: list = ()) -> di
     run_dir = str(cfg.paths.output_dir)
     # resume=true / ckpt_path=last: continue this run folder from its last.ckpt (srexp.training.resume); a path: start from it
     ckpt_path = str(resume_checkpoint(run_dir)) if resume_requested(cfg) else cfg.get("ckpt_path")
-    if rank_zero_only.rank == 0:  # a DDP child shares rank 0's folder (srexp.training.distributed)
+    resuming = resume_requested(cfg) and (Path(run_dir) / "config.yaml").is_file()
+    if rank_zero_only.rank == 0 and not resuming:  # a DDP child shares rank 0's folder; a resume keeps the saved one
         save_resolved_config(cfg, run_dir)
     net = build_net(cfg.net)
     trainer = build_trainer(cfg, run_dir, callbacks)
