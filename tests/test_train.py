@@ -139,3 +139,13 @@ def test_lightning_habits_work_from_the_command_line(tmp_path):
                 f"hydra.run.dir={tmp_path / 'lim'}")
     assert r.returncode == 0, r.stderr[-1500:]
     assert (tmp_path / "lim" / "val_metrics.json").is_file()
+
+
+def test_the_readme_and_help_example_composes_at_scale_3():
+    """`srexp-train arch=vdsr scale=3` (README, --help): the default HR patch follows the scale (64 → 63), so the
+    data module accepts it instead of stopping at 'must be a multiple of scale'."""
+    from hydra.utils import instantiate
+
+    cfg = compose_cfg("train", ["arch=vdsr", "scale=3"])
+    assert cfg.data.patch_size == 63 and instantiate(cfg.data).patch_size == 63
+    assert compose_cfg("train", []).data.patch_size == 64  # the default experiment unchanged

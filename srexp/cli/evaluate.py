@@ -69,6 +69,7 @@ def run(cfg: DictConfig) -> list[dict]:
     run_dir.mkdir(parents=True, exist_ok=True)
     text = json.dumps(rows, indent=2)
     (run_dir / "metrics.json").write_text(text)
+    print(f"metrics: {run_dir / 'metrics.json'}" + (f" and {cfg.eval.json}" if cfg.eval.json else ""))
     if cfg.eval.json:
         Path(cfg.eval.json).parent.mkdir(parents=True, exist_ok=True)
         Path(cfg.eval.json).write_text(text)

@@ -115,6 +115,8 @@ def run(cfg: DictConfig, run_dir: str | None = None, callbacks: list = ()) -> di
             method = choices.get("arch") if choices.get("arch") not in (None, "custom") else None
             summary["benchmark"] = benchmark_run(cfg, task.net, run_dir, method)["rows"]
     finish_wandb()
+    if trainer.is_global_zero:
+        print(f"run folder: {run_dir}  ({trainer.global_step} steps, {train_s:.0f} s of training)")
     end_ddp_job(trainer)
     return summary
 

@@ -57,7 +57,8 @@ def find_set_folder(name: str, root: str | os.PathLike | None = None) -> Path:
     base = data_root(root)
     if base is None:
         raise DataNotFoundError(
-            f"set {name!r} needs a data root: set SREXP_DATA=/path or data.root=/path "
+            f"set {name!r} needs a data root: set SREXP_DATA=/path (or data.root=/path for srexp-train, "
+            f"eval.root=/path for srexp-eval) "
             f"(expected {name} under it as {LAYOUTS[name][0]}/*.png)"
         )
     for rel in LAYOUTS[name]:
