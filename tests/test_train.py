@@ -149,3 +149,17 @@ def test_the_readme_and_help_example_composes_at_scale_3():
     cfg = compose_cfg("train", ["arch=vdsr", "scale=3"])
     assert cfg.data.patch_size == 63 and instantiate(cfg.data).patch_size == 63
     assert compose_cfg("train", []).data.patch_size == 64  # the default experiment unchanged
+
+
+def test_loss_is_a_group_and_the_dotted_form_is_one_line():
+    from srexp.cli import check_choices
+    from srexp.errors import ConfigError
+
+    assert compose_cfg("train", []).task.loss._target_ == "torch.nn.L1Loss"
+    assert compose_cfg("train", ["task/loss=mse"]).task.loss._target_ == "torch.nn.MSELoss"
+    assert compose_cfg("train", ["task/loss=charbonnier"]).task.loss.eps == 1e-3
+    assert compose_cfg("train", ["experiment=srcnn_x3_t91"]).task.loss._target_ == "torch.nn.MSELoss"
+    with pytest.raises(ConfigError, match=r"task/loss=mse"):
+        check_choices(["task.loss=mse"])
+    with pytest.raises(ConfigError, match=r"valid: .*charbonnier"):
+        check_choices(["task/loss=nope"])

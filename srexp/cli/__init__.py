@@ -37,6 +37,11 @@ def check_choices(argv: Sequence[str], conf_dir: Path = CONF_DIR) -> None:
             continue
         key, value = arg.split("=", 1)
         key = key.lstrip("+~")
+        if "." in key and not key.startswith("hydra") and group_options(key.replace(".", "/"), conf_dir):
+            options = group_options(key.replace(".", "/"), conf_dir)
+            if value in options:  # task.loss=mse would set the node to a string: the group is task/loss
+                raise ConfigError(f"{key}={value} sets a config node to a string; {key.replace('.', '/')} is the "
+                                  f"group (valid: {key.replace('.', '/')}={value}; options: {', '.join(options)})")
         if "@" in key or key.startswith("hydra") or "." in key or "(" in value or "*" in value:
             continue
         options = group_options(key, conf_dir)
