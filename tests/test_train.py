@@ -163,3 +163,17 @@ def test_loss_is_a_group_and_the_dotted_form_is_one_line():
         check_choices(["task.loss=mse"])
     with pytest.raises(ConfigError, match=r"valid: .*charbonnier"):
         check_choices(["task/loss=nope"])
+
+
+def test_missing_mandatory_values_stop_in_one_line_before_training(tmp_path):
+    """data=folder without data.val_dir, srexp-upscale without output=: a ConfigError naming the key, raised before
+    any net, logger or W&B run is made (the CLI prints it as one line)."""
+    from srexp.cli.upscale import run as upscale
+    from srexp.errors import ConfigError
+
+    cfg = compose_cfg("train", ["data=folder", f"data.train_dir={tmp_path}"])
+    with pytest.raises(ConfigError, match=r"^data.val_dir is not set"):
+        run(cfg, run_dir=str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(ConfigError, match=r"^output is not set"):
+        upscale(compose_cfg("upscale", [f"input={tmp_path}"]))

@@ -131,6 +131,16 @@ def command(cmd: str, resume: bool = False) -> Callable:
     return deco
 
 
+def check_missing(cfg, skip: Sequence[str] = ()) -> None:
+    """Mandatory values (``???``) left unset stop the command in one line before anything is built."""
+    from omegaconf import OmegaConf
+
+    missing = sorted(k for k in OmegaConf.missing_keys(cfg) if not k.startswith(tuple(skip)))
+    if missing:
+        raise ConfigError(f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set (no default: give "
+                          f"{missing[0]}=VALUE)")
+
+
 def one_line_errors(cmd: str):
     """Report SrexpError (and config-key errors) as ``<cmd>: error: <message>`` and exit 2."""
 
@@ -143,11 +153,18 @@ def one_line_errors(cmd: str):
                 print(f"{cmd}: error: {e}", file=sys.stderr)
                 sys.exit(2)
             except Exception as e:  # instantiate() wraps our errors: unwrap to the first SrexpError
+                from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
+
                 cause = e
-                while cause is not None and not isinstance(cause, SrexpError):
+                while cause is not None and not isinstance(cause, (SrexpError, OmegaConfBaseException)):
                     cause = cause.__cause__ or cause.__context__
                 if cause is None:
                     raise
+                if isinstance(cause, MissingMandatoryValue):
+                    key = getattr(cause, "full_key", None) or "a key"
+                    cause = f"{key} is not set (it has no default: give {key}=VALUE)"
+                elif isinstance(cause, OmegaConfBaseException):
+                    cause = str(cause).splitlines()[0]
                 print(f"{cmd}: error: {cause}", file=sys.stderr)
                 sys.exit(2)
 

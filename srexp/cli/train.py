@@ -30,7 +30,7 @@ from srexp.nets import build_net
 from srexp.tasks.benchmark import benchmark_run
 from srexp.metrics.table import print_val_table
 from srexp.training.resume import AtomicCheckpointIO, RNGState, resume_checkpoint, resume_requested
-from srexp.cli import one_line_errors
+from srexp.cli import check_missing, one_line_errors
 from srexp.training.runtime import build_loggers, save_resolved_config
 
 log = logging.getLogger("srexp.cli.train")
@@ -65,6 +65,7 @@ def run(cfg: DictConfig, run_dir: str | None = None, callbacks: list = ()) -> di
     if HydraConfig.initialized():
         finish_wandb(exit_code=1)  # left open by an earlier job of this sweep (process) that failed
     get_protocol(cfg.protocol)  # an unknown name stops here, in one line, before any start-up chatter
+    check_missing(cfg)
     L.seed_everything(cfg.seed, workers=True)
     if run_dir is not None:  # the run folder: ${paths.output_dir} (Hydra's), or the one given (tests, benches)
         with open_dict(cfg):

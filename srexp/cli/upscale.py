@@ -30,7 +30,7 @@ from srexp.errors import ConfigError
 from srexp.ops.color import rgb_to_ycbcr, ycbcr_to_rgb
 from srexp.ops.device import resolve_device
 from srexp.ops.resize import imresize
-from srexp.cli import one_line_errors
+from srexp.cli import check_missing, one_line_errors
 from srexp.nets.stats import INTERPOLATE_RADIUS, receptive_radius
 from srexp.ops.tiling import run_tiled
 
@@ -159,6 +159,7 @@ def upscale_folder(ups: Upscaler, src: Path, dst: Path) -> dict:
 
 
 def run(cfg: DictConfig) -> dict:
+    check_missing(cfg)
     src, dst = Path(cfg.input), Path(cfg.output)
     if not src.exists():
         raise ConfigError(f"input={src}: no such file or folder")
