@@ -177,3 +177,15 @@ def test_missing_mandatory_values_stop_in_one_line_before_training(tmp_path):
     assert not (tmp_path / "run").exists()
     with pytest.raises(ConfigError, match=r"^output is not set"):
         upscale(compose_cfg("upscale", [f"input={tmp_path}"]))
+
+
+def test_progress_bar_counts_steps_not_epochs():
+    from hydra.utils import instantiate
+
+    bar = instantiate(compose_cfg("train", ["trainer.max_steps=600"]).callbacks.progress_bar)
+
+    class T:
+        max_steps = 600
+
+    bar._trainer = T()
+    assert bar._get_train_description(0) == "train (max_steps 600)"

@@ -5,6 +5,7 @@ import time
 from pathlib import Path
 
 import lightning as L
+from lightning.pytorch.callbacks import RichProgressBar
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.loggers import WandbLogger
@@ -176,3 +177,14 @@ class Throughput(L.Callback):
             where = "GPU memory" if trainer.strategy.root_device.type == "cuda" else "resident memory"
             print(f"telemetry: {self.patches_per_s:,.0f} train patches/s, {100 * (self.data_wait_frac or 0):.1f}% of "
                   f"step time waiting for data, peak {where} {peak:.2f} GB")
+
+
+class StepProgressBar(RichProgressBar):
+    """Lightning's rich bar, labelled by steps: a srexp run is one long epoch bounded by ``trainer.max_steps``, so the
+    stock "Epoch 0/-2" says nothing; this shows "train (max_steps N)" with the batch count k/N, elapsed and ETA."""
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        steps = self.trainer.max_steps
+        if steps is None or steps < 0:
+            return super()._get_train_description(current_epoch)
+        return f"train (max_steps {steps})"
