@@ -27,6 +27,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 RUNS = REPO / "outputs" / "upsampling_study"
 DOCS = REPO / "docs" / "upsampling_study"
+PAGE = REPO / "docs" / "upsampling_study.md"
 STRATEGIES = ("pre", "post", "progressive", "iterative")
 LAYERS = ("interpolate", "transposed", "reshape", "pixel_shuffle")
 BUDGETS = ("params", "macs")
@@ -69,6 +70,16 @@ def report(budgets: list[str]) -> None:
         for name in REPORT_FILES:
             if (tmp / name).is_file():
                 shutil.copy2(tmp / name, dst / name)
+        table = tmp / "leaderboard_seeds.md"
+        if table.is_file() and PAGE.is_file():  # the page embeds the table between its markers
+            body = "\n".join(table.read_text().splitlines()[2:]).strip()  # without the title
+            done = sum(j.ok for j in res["jobs"])
+            body += f"\n\n{done} of {len(res['jobs'])} jobs of this budget finished when the table was written."
+            text, mark = PAGE.read_text(), f"<!-- {b} table -->"
+            if text.count(mark) == 2:
+                head, _, rest = text.partition(mark)
+                _, _, tail = rest.partition(mark)
+                PAGE.write_text(f"{head}{mark}\n{body}\n{mark}{tail}")
 
 
 def val_curves(jobs, path: Path, title: str) -> None:
