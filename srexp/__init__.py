@@ -14,7 +14,13 @@ def _run_dir() -> str:
     composed in a test or a notebook)."""
     from hydra.core.hydra_config import HydraConfig
 
-    return str(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else "outputs/run"
+    if not HydraConfig.initialized():
+        return "outputs/run"
+    hc = HydraConfig.get()
+    try:
+        return str(hc.runtime.output_dir)
+    except Exception:  # noqa: BLE001 - `--cfg job --resolve` composes before Hydra makes the folder: where it would go
+        return str(hc.run.dir)
 
 
 def floor_multiple(value, step) -> int:

@@ -189,3 +189,10 @@ def test_progress_bar_counts_steps_not_epochs():
 
     bar._trainer = T()
     assert bar._get_train_description(0) == "train (max_steps 600)"
+
+
+@pytest.mark.slow
+def test_cfg_job_resolve_prints_the_resolved_config(tmp_path):
+    r = run_cli("srexp.cli.train", "--cfg", "job", "--resolve", "scale=3", f"hydra.run.dir={tmp_path / 'r'}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "\nscale: 3\n" in "\n" + r.stdout and "${" not in r.stdout and f"output_dir: {tmp_path / 'r'}" in r.stdout
