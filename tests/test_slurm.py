@@ -142,3 +142,23 @@ def test_ddp_with_two_slurm_tasks_matches_local_ddp(slurm, folders, tmp_path):
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
+
+
+def test_a_failing_job_is_one_line_and_the_others_finish(slurm, folders, tmp_path):
+    env, _ = slurm
+    sweep = tmp_path / "sweep"
+    r = run_cli("srexp.cli.train", "-m", "hydra/launcher=slurm_cpu", *shrink(*folders, "net.num_feat=-2,8", width=None),
+                f"hydra.sweep.dir={sweep}", env={**FAST, **env}, timeout=400)
+    assert r.returncode != 0 and "negative dimension -2" in r.stderr  # the sweep says which job failed, and why
+    for _ in range(240):  # Hydra stops waiting at the first failure; SLURM runs the other job to its end
+        q = subprocess.run(["squeue", "-h"], capture_output=True, text=True, env={**os.environ, **env})
+        if not q.stdout.strip():
+            break
+        time.sleep(0.5)
+    assert (sweep / "1" / "val_metrics.json").is_file()
+    r = run_cli("srexp.cli.report", str(sweep), env={**FAST, **env})
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "1 of 2 jobs finished" in r.stdout
+    md = (sweep / "leaderboard.md").read_text()
+    assert sum("failed or unfinished" in line for line in md.splitlines()) == 1
+    assert "| net.num_feat=-2 |" in md
