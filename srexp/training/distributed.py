@@ -31,7 +31,15 @@ def _quote(value: str) -> str:
 def _relaunches_script(trainer) -> bool:
     from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 
-    return isinstance(getattr(trainer.strategy, "launcher", None), _SubprocessScriptLauncher)
+    from lightning.fabric.plugins.environments import LightningEnvironment
+
+    # Lightning keeps this launcher under SLURM (TorchElastic, LSF, MPI) too, where it starts nothing: srun started
+    # every rank. (LightningEnvironment says "external" whenever LOCAL_RANK is set, i.e. also in its own children.)
+    launcher = getattr(trainer.strategy, "launcher", None)
+    if not isinstance(launcher, _SubprocessScriptLauncher):
+        return False
+    env = launcher.cluster_environment
+    return isinstance(env, LightningEnvironment) or not env.creates_processes_externally
 
 
 def check_ddp_launch(trainer) -> None:
