@@ -92,12 +92,15 @@ def val_curves(jobs, path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 4, figsize=(16, 4.2), sharey=True)
+    fig, axes = plt.subplots(1, 4, figsize=(16, 4.4), sharey=True)
+    bic = [j.metrics.get("bicubic_psnr") for j in jobs if j.ok and j.metrics.get("bicubic_psnr") is not None]
+    bicubic = sum(bic) / len(bic) if bic else None
+    off: list[str] = []
     for ax, s in zip(axes, STRATEGIES):
         for k, u in enumerate(LAYERS):
             curves = []
             for j in jobs:
-                if j.choices.get("net/strategy") == s and j.choices.get("net/upsample") == u:
+                if j.ok and j.choices.get("net/strategy") == s and j.choices.get("net/upsample") == u:
                     f = j.folder / "csv" / "metrics.csv"
                     pts = {}
                     if f.is_file():
@@ -110,13 +113,21 @@ def val_curves(jobs, path: Path, title: str) -> None:
                 continue
             steps = sorted(set.intersection(*(set(c) for c in curves)))
             mean = [sum(c[t] for c in curves) / len(curves) for t in steps]
+            final = mean[-1] if mean else None
+            if final is not None and bicubic is not None and final < bicubic - 3:  # collapsed (reshape): a note
+                off.append(f"{s} / {u} {final:.1f} dB")
+                continue
             ax.plot(steps, mean, marker=".", color=f"C{k}", label=f"{u} (n={len(curves)})")
         ax.set_title(s)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     axes[0].set_ylabel("Set5 ×4 PSNR (dB), mean over seeds")
-    fig.suptitle(title)
+    if bicubic is not None:
+        for ax in axes:
+            ax.axhline(bicubic, color="gray", linestyle="--", linewidth=1)
+    fig.suptitle(title + " (dashed: bicubic)" + (f"; off scale, more than 3 dB below bicubic: {', '.join(off)}"
+                                                   if off else ""), fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -90,3 +90,5 @@ def test_config_key_drops_the_seed_and_hydra_keys():
     key = config_key(["seed=2", "net/strategy=pre", "hydra.run.dir=x", "+sweep=upsampling_study", "resume=true"])
     assert key == "+sweep=upsampling_study net/strategy=pre"
     assert config_key(["seed=1"]) == config_key(["seed=0"]) == "(defaults)"
+    # a resumed job, or one pointed at another cache folder, is the same configuration
+    assert config_key(["net/strategy=pre", "data.cache_dir=/a", "resume=true", "logger=csv"]) == "net/strategy=pre"

@@ -40,13 +40,20 @@ def build_loggers(cfg: DictConfig, run_dir: str) -> list:
 
 def config_key(overrides: list[str] | None = None) -> str:
     """The run's configuration less its seed: its command-line overrides (Hydra's, where none are given) without
-    ``seed=`` and Hydra's own keys, sorted — the key srexp-report and W&B group repeated seeds by."""
+    ``seed=`` and the keys that do not change what it computes (:data:`NOT_CONFIG`), sorted — the key srexp-report
+    and W&B group repeated seeds by."""
     if overrides is None:
         from hydra.core.hydra_config import HydraConfig
 
         overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
-    keep = sorted(o for o in overrides if not o.lstrip("+~").startswith(("seed=", "hydra.", "resume=")))
+    keep = sorted(o for o in overrides if not o.lstrip("+~").startswith(NOT_CONFIG))
     return " ".join(keep) or "(defaults)"
+
+
+# Overrides that do not change what a run computes: the seed (the axis grouped over), resuming, where files and
+# caches go, what is logged and shown.
+NOT_CONFIG = ("seed=", "hydra.", "resume=", "ckpt_path=last", "data.cache_dir=", "data.num_workers=", "logger=",
+              "callbacks.progress_bar=", "trainer.enable_progress_bar=", "trainer.log_every_n_steps=")
 
 
 def wandb_names(cfg: DictConfig, run_dir: str) -> dict:

@@ -17,6 +17,9 @@ def _plt():
     return plt
 
 
+FAR_BELOW_DB = 3.0  # configurations this far below bicubic are listed, not plotted on the PSNR axis
+
+
 def _short(c) -> str:
     """A configuration's swept values: ``pre / interpolate`` (its key less the names)."""
     return " / ".join(o.split("=", 1)[-1] for o in c.key.split()) or c.key
@@ -53,11 +56,20 @@ def scatter(configs, x_of, x_label: str, path: Path, title: str, frontier: bool 
                     capsize=3, elinewidth=1, label=None if name in seen else name)
         seen.add(name)
     if frontier:
-        front = pareto([(x, y) for _, x, y in pts])
+        bic0 = [c.mean_of("bicubic_psnr") for c, _, _ in pts if c.mean_of("bicubic_psnr") is not None]
+        floor = sum(bic0) / len(bic0) - FAR_BELOW_DB if bic0 else -math.inf
+        front = pareto([(x, y) for _, x, y in pts if y >= floor]) or pareto([(x, y) for _, x, y in pts])
         ax.plot(*zip(*front), color="black", linewidth=1, drawstyle="steps-post", alpha=0.6, label="Pareto front")
     bic = [c.mean_of("bicubic_psnr") for c, _, _ in pts if c.mean_of("bicubic_psnr") is not None]
     if bic:
         ax.axhline(sum(bic) / len(bic), color="gray", linestyle="--", linewidth=1, label="bicubic")
+        floor = sum(bic) / len(bic) - FAR_BELOW_DB  # collapsed nets (e.g. reshape) would squash the others: off scale
+        low = [(c, y) for c, _, y in pts if y < floor]
+        if low and len(low) < len(pts):
+            ax.set_ylim(min(y for _, _, y in pts if y >= floor) - 0.3, max(y for _, _, y in pts) + 0.3)
+            ax.text(0.01, 0.01, "off scale (more than %g dB below bicubic): " % FAR_BELOW_DB
+                    + ", ".join(f"{_short(c)} {y:.1f} dB" for c, y in low), transform=ax.transAxes, fontsize=7,
+                    va="bottom", wrap=True)
     ax.set_xscale("log")
     ax.set_xlabel(x_label)
     ax.set_ylabel("validation PSNR (dB)" + (", mean ± std over seeds" if any(c.n > 1 for c, _, _ in pts) else ""))

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import csv
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from srexp.cli.report.collect import Job, _stamp_key
 
 ALPHA = 0.05  # a configuration is "within noise" of the best when Welch's test cannot tell them apart at 5%
-SEED = re.compile(r"(^|\s)\+*seed=\S+")
 
 
 @dataclass
@@ -51,7 +49,11 @@ class Config:
 
 
 def config_key(job: Job) -> str:
-    return SEED.sub(" ", job.label).strip() or "(default)"
+    """The job's label (its own overrides) less the seed and what does not change the result (resume, caches,
+    logging: :data:`srexp.training.runtime.NOT_CONFIG`)."""
+    from srexp.training.runtime import config_key as key
+
+    return key(job.label.split()) if "=" in job.label else job.label
 
 
 def _stats(values: list[float]) -> tuple[float, float, tuple[float, float]]:
