@@ -105,6 +105,19 @@ def loss_plot(jobs: list[Job], path: Path, title: str) -> bool:
     return True
 
 
+def _job_name(j: Job) -> str:
+    """A job's swept values that change its result (no cache folders, no resume flags), its seed last."""
+    from srexp.training.runtime import config_key
+
+    over = j.label.split() if "=" in j.label else []
+    if not over:
+        return j.short
+    key = config_key(over)
+    seed = next((o.split("=", 1)[1] for o in over if o.lstrip("+").startswith("seed=")), None)
+    name = " / ".join(o.split("=", 1)[-1] for o in key.split()) if key != "(defaults)" else ""
+    return " / ".join(x for x in (name, f"seed {seed}" if seed is not None else "") if x) or j.short
+
+
 def first_row_tiles(grid):
     """ImageGrid's ``grid.png``: rows of [LR (nearest) | bicubic | SR | HR] square tiles, each row padded to the
     widest; the first row's tile side is where its content ends (the HR tile), over 4."""
@@ -133,7 +146,7 @@ def crops_plot(jobs: list[Job], path: Path) -> bool:
     plt = _plt()
     lr, bic, _, hr = tiles[0][1]
     panels = [("LR (nearest)", lr), ("bicubic", bic), ("HR", hr)]
-    panels += [(f"{j.short[:36]}\n{j.metrics['psnr']:.2f} dB", t[2]) for j, t in tiles]
+    panels += [(f"{_job_name(j)[:40]}\n{j.metrics['psnr']:.2f} dB", t[2]) for j, t in tiles]
     n = len(panels)
     cols = min(n, 6)
     rows_ = math.ceil(n / cols)
