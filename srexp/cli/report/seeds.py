@@ -82,10 +82,10 @@ def group_seeds(jobs: list[Job]) -> list[Config]:
     """Configurations (one per protocol stamp and job label less ``seed``), ranked by mean validation PSNR within
     their protocol, with Welch's p against the best and the within-noise mark."""
     groups: dict[tuple[str, str], Config] = {}
-    for j in jobs:
-        stamp = _stamp_key(j.metrics.get("stamp")) if j.ok else ""
-        c = groups.setdefault((stamp, config_key(j)), Config(config_key(j), []))
-        c.jobs.append(j)
+    for j in sorted(jobs, key=lambda j: not j.ok):  # finished first: an unfinished seed joins its configuration
+        key = config_key(j)
+        stamp = _stamp_key(j.metrics.get("stamp")) if j.ok else next((s for s, k in groups if k == key), "")
+        groups.setdefault((stamp, key), Config(key, [])).jobs.append(j)
     for c in groups.values():
         c.psnr = [j.metrics["psnr"] for j in c.jobs if j.ok and j.metrics.get("psnr") is not None]
         if c.psnr:
