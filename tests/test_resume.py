@@ -59,20 +59,7 @@ def test_sigkill_and_resume_is_bit_identical(folders, tmp_path):
     # 2. the same run, no run folder given, hung at step KILL_AT and SIGKILLed once last.ckpt holds that step
     outputs = tmp_path / "outputs"
     stall = ["+callbacks.stall._target_=stall_callback.Stall", f"+callbacks.stall.step={KILL_AT}"]
-    p = subprocess.Popen([sys.executable, "-m", "srexp.cli.train", *base, *stall], stdout=subprocess.DEVNULL,
-                         stderr=subprocess.PIPE, text=True, env=env(outputs), cwd=REPO)
-    deadline = time.time() + 300
-    try:
-        while time.time() < deadline and p.poll() is None:
-            lasts = list(outputs.glob("**/checkpoints/last.ckpt"))
-            if lasts and ckpt_step(lasts[0]) == KILL_AT:
-                break
-            time.sleep(0.2)
-        assert p.poll() is None, p.stderr.read()[-3000:]
-        p.send_signal(signal.SIGKILL)
-    finally:
-        p.kill()
-        p.wait()
+    kill_at([sys.executable, "-m", "srexp.cli.train", *base, *stall], outputs, KILL_AT)
     runs = [d.parent for d in outputs.glob("**/.hydra")]
     assert len(runs) == 1
     run = runs[0]

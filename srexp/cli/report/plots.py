@@ -55,15 +55,14 @@ def scatter(configs, x_of, x_label: str, path: Path, title: str, frontier: bool 
                     color=colors.get(u, "C0"), markersize=8, markeredgecolor="black", markeredgewidth=0.5,
                     capsize=3, elinewidth=1, label=None if name in seen else name)
         seen.add(name)
+    bic = [c.mean_of("bicubic_psnr") for c, _, _ in pts if c.mean_of("bicubic_psnr") is not None]
+    bicubic = sum(bic) / len(bic) if bic else None
+    floor = bicubic - FAR_BELOW_DB if bicubic is not None else -math.inf  # nets this far below are listed, not drawn
     if frontier:
-        bic0 = [c.mean_of("bicubic_psnr") for c, _, _ in pts if c.mean_of("bicubic_psnr") is not None]
-        floor = sum(bic0) / len(bic0) - FAR_BELOW_DB if bic0 else -math.inf
         front = pareto([(x, y) for _, x, y in pts if y >= floor]) or pareto([(x, y) for _, x, y in pts])
         ax.plot(*zip(*front), color="black", linewidth=1, drawstyle="steps-post", alpha=0.6, label="Pareto front")
-    bic = [c.mean_of("bicubic_psnr") for c, _, _ in pts if c.mean_of("bicubic_psnr") is not None]
-    if bic:
-        ax.axhline(sum(bic) / len(bic), color="gray", linestyle="--", linewidth=1, label="bicubic")
-        floor = sum(bic) / len(bic) - FAR_BELOW_DB  # collapsed nets (e.g. reshape) would squash the others: off scale
+    if bicubic is not None:
+        ax.axhline(bicubic, color="gray", linestyle="--", linewidth=1, label="bicubic")
         low = [(c, y) for c, _, y in pts if y < floor]
         if low and len(low) < len(pts):
             ax.set_ylim(min(y for _, _, y in pts if y >= floor) - 0.3, max(y for _, _, y in pts) + 0.3)
