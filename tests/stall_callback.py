@@ -1,5 +1,5 @@
 """A test-only callback (imported by training subprocesses through PYTHONPATH): hangs a fresh run at a given step so
-the test can SIGKILL it at a known point; a resumed run (``trainer.ckpt_path`` set) passes through."""
+the test can SIGKILL or signal it at a known point (a preemption signal ends the stall); a resumed run (``trainer.ckpt_path`` set) passes through."""
 import time
 
 import lightning as L
@@ -11,7 +11,9 @@ class Stall(L.Callback):
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
         if trainer.global_step == self.step and trainer.ckpt_path is None:
-            time.sleep(self.seconds)
+            end = time.time() + self.seconds  # or until a preemption signal arrives (srexp.training.preemption)
+            while time.time() < end and not any(getattr(cb, "received", None) for cb in trainer.callbacks):
+                time.sleep(0.05)
 
 
 class NanAt(L.Callback):

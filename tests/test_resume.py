@@ -199,3 +199,76 @@ def test_finite_loss_lazy_mode_reads_rarely_but_before_every_save():
     trainer.global_step = 2
     with pytest.raises(NonFiniteError, match="at step 1"):
         cb.on_train_batch_end(trainer, module, {"loss": torch.tensor(1.0)}, None, 1)
+
+
+def test_preemption_signal_saves_at_batch_end_and_stops(tmp_path, monkeypatch):
+    """SIGUSR1 during step 2 of an in-process fit: last.ckpt holds step 3 (the batch that was running finishes), the
+    fit stops with Preempted (exit status 75) at the next batch, nothing is requeued outside SLURM, and the process's
+    own SIGUSR1 handler is back afterwards."""
+    import lightning as L
+    from torch import nn
+
+    from srexp.training.preemption import PREEMPTED_EXIT, Preempted, Preemption
+    from srexp.training.resume import AtomicCheckpointIO
+
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+
+    class Tiny(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(2, 1)
+            self.seen = []
+
+        def training_step(self, batch, i):
+            self.seen.append(self.global_step)
+            if self.global_step == 2:
+                os.kill(os.getpid(), signal.SIGUSR1)
+            return self.lin(batch).pow(2).mean()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    before = signal.getsignal(signal.SIGUSR1)
+    model, cb = Tiny(), Preemption(str(last))
+    trainer = L.Trainer(max_steps=10, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, callbacks=[cb],
+                        plugins=[AtomicCheckpointIO()], default_root_dir=tmp_path)
+    with pytest.raises(Preempted) as e:
+        trainer.fit(model, torch.utils.data.DataLoader(torch.randn(40, 2), batch_size=2))
+    assert e.value.code == PREEMPTED_EXIT and "SIGUSR1 at step 3" in e.value.message
+    assert model.seen == [0, 1, 2]  # step 3 never started
+    c = torch.load(last, weights_only=True)
+    assert c["global_step"] == 3 and torch.equal(c["state_dict"]["lin.weight"], model.lin.weight.detach())
+    assert signal.getsignal(signal.SIGUSR1) == before
+    trainer = L.Trainer(max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False,  # no signal
+                        enable_progress_bar=False, enable_model_summary=False, callbacks=[Preemption(str(last))])
+    trainer.fit(Tiny(), torch.utils.data.DataLoader(torch.randn(40, 2), batch_size=2))
+    assert trainer.global_step == 2 and signal.getsignal(signal.SIGUSR1) == before
+
+
+def test_preemption_config_errors_and_requeue_detection(tmp_path, monkeypatch):
+    from srexp.training.preemption import Preemption, slurm_job_id
+    from srexp.training.resume import requeued
+
+    with pytest.raises(ConfigError, match="callbacks.preemption.signals: 'SIGKILL'"):
+        Preemption("x", signals=["SIGKILL"])
+    with pytest.raises(ConfigError, match="'USR9'"):
+        Preemption("x", signals=["USR9"])
+    assert Preemption("x", signals=["usr2"]).signals == [signal.SIGUSR2]
+    for k in ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_RESTART_COUNT"):
+        monkeypatch.delenv(k, raising=False)
+    assert slurm_job_id() is None
+    monkeypatch.setenv("SLURM_JOB_ID", "42")
+    assert slurm_job_id() == "42"
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "40")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "2")
+    assert slurm_job_id() == "40_2"  # a sweep's array task is requeued by its array id
+    (tmp_path / "checkpoints").mkdir()
+    assert not requeued(tmp_path)
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    assert not requeued(tmp_path)  # restarted, but nothing to continue from
+    (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"")
+    assert requeued(tmp_path)
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "0")
+    assert not requeued(tmp_path)

@@ -8,7 +8,7 @@ import lightning as L
 from lightning.pytorch.callbacks import RichProgressBar
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
@@ -131,6 +131,10 @@ class Throughput(L.Callback):
         net = getattr(pl_module, "net", pl_module)
         stats = {"model/params": count_params(net), "model/macs_per_lr_px": macs_per_lr_pixel(net)}
         for logger in trainer.loggers:
+            if trainer.ckpt_path is not None:  # a resumed run: its continued log holds them (W&B: no step 0 again)
+                keys = logger.experiment.metrics_keys if isinstance(logger, CSVLogger) else None
+                if keys is None or "model/params" in keys:
+                    continue
             logger.log_metrics(stats, step=trainer.global_step)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
@@ -172,6 +176,10 @@ class Throughput(L.Callback):
         if self.data_wait_frac is not None:
             stats["train/data_wait_frac"] = self.data_wait_frac
         for logger in trainer.loggers:
+            if trainer.ckpt_path is not None:  # a resumed run: its continued log holds them (W&B: no step 0 again)
+                keys = logger.experiment.metrics_keys if isinstance(logger, CSVLogger) else None
+                if keys is None or "model/params" in keys:
+                    continue
             logger.log_metrics(stats, step=trainer.global_step)
         if trainer.is_global_zero and self.patches_per_s is not None:
             where = "GPU memory" if trainer.strategy.root_device.type == "cuda" else "resident memory"

@@ -202,9 +202,19 @@ def _tuples(x):
     return tuple(_tuples(v) for v in x) if isinstance(x, (list, tuple)) else x
 
 
+def requeued(run_dir: str | Path | None) -> bool:
+    """A SLURM job started again after a requeue (``SLURM_RESTART_COUNT`` ≥ 1, srexp.training.preemption) whose run
+    folder holds a ``last.ckpt``: it continues from it, as ``resume=true`` would."""
+    restarts = os.environ.get("SLURM_RESTART_COUNT", "0")
+    return bool(run_dir) and restarts.isdigit() and int(restarts) > 0 and (Path(run_dir) / LAST).is_file()
+
+
 def resume_requested(cfg) -> bool:
-    """``resume=true``, or ``ckpt_path=last`` (the same: continue this run folder)."""
-    return bool(cfg.get("resume")) or cfg.get("ckpt_path") == "last"
+    """``resume=true``, ``ckpt_path=last`` (the same: continue this run folder), or a requeued SLURM job."""
+    from omegaconf import OmegaConf
+
+    return (bool(cfg.get("resume")) or cfg.get("ckpt_path") == "last"
+            or requeued(OmegaConf.select(cfg, "paths.output_dir", default=None)))
 
 
 def log_step(ckpt: str | Path) -> int:
