@@ -82,39 +82,67 @@ def scatter(configs, x_of, x_label: str, path: Path, title: str, frontier: bool 
 
 
 def loss_plot(jobs: list[Job], path: Path, title: str) -> bool:
-    curves = [j for j in jobs if j.curve]
-    if not curves:
+    """Training loss, smoothed (running mean), one curve per configuration (the mean over its seeds); with
+    configurations named ``a / b`` and 2–6 values of ``a`` (a strategy), one panel per ``a`` so that no panel holds
+    more than a handful of curves."""
+    import numpy as np
+
+    groups: dict[str, list[Job]] = {}
+    for j in jobs:
+        if j.curve:
+            groups.setdefault(_job_name(j, seed=False), []).append(j)
+    if not groups:
         return False
+    curves = {}
+    for name, js in groups.items():
+        common = sorted(set.intersection(*(set(s for s, _ in j.curve) for j in js)))
+        if not common:
+            continue
+        mean = np.mean([[dict(j.curve)[s] for s in common] for j in js], axis=0)
+        w = max(1, len(common) // 40)  # ~40 windows over the run
+        smooth = np.convolve(mean, np.ones(w) / w, mode="valid") if len(mean) > w else mean
+        failed = any(not j.ok for j in js)
+        curves[name] = (np.asarray(common[w - 1:] if len(mean) > w else common), smooth, len(js), failed)
+    heads = sorted({n.split(" / ", 1)[0] for n in curves})
+    panels = heads if 2 <= len(heads) <= 6 and all(" / " in n for n in curves) else [None]
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(9, 5.5))
-    for k, j in enumerate(curves):
-        steps, loss = zip(*j.curve)
-        ax.plot(steps, loss, marker="." if len(steps) < 20 else None, linewidth=1, color=plt.cm.tab20(k % 20),
-                linestyle=("-", "--", ":", "-.")[k // 20 % 4],
-                label=(j.short if j.ok else f"{j.short} (failed/unfinished)")[:60])
-    ax.set_yscale("log")
-    ax.set_xlabel("step")
-    ax.set_ylabel("train/loss")
-    ax.set_title(title)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    fig.tight_layout()
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels) if len(panels) > 1 else 9, 4.6),
+                             sharey=True, squeeze=False, layout="constrained")
+    for ax, head in zip(axes[0], panels):
+        mine = [n for n in curves if head is None or n.split(" / ", 1)[0] == head]
+        for k, name in enumerate(sorted(mine)):
+            steps, loss, n, failed = curves[name]
+            label = name.split(" / ", 1)[1] if head is not None else name
+            label = f"{label[:40]}" + (f" (n={n})" if n > 1 else "") + (" (failed/unfinished)" if failed else "")
+            ax.plot(steps, loss, linewidth=1.2, color=plt.cm.tab10(k % 10), linestyle=("-", "--", ":")[k // 10 % 3],
+                    label=label)
+        ax.set_yscale("log")
+        ax.set_xlabel("step")
+        ax.set_title(head if head is not None else title, fontsize=10)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7, loc="upper right")
+    axes[0][0].set_ylabel("train/loss (running mean" + (", mean over seeds)" if any(
+        c[2] > 1 for c in curves.values()) else ")"))
+    if panels != [None]:
+        fig.suptitle(title, fontsize=10)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True
 
 
-def _job_name(j: Job) -> str:
-    """A job's swept values that change its result (no cache folders, no resume flags), its seed last."""
+def _job_name(j: Job, seed: bool = True) -> str:
+    """A job's swept values that change its result (no cache folders, no resume flags), its seed last (``seed``)."""
     from srexp.training.runtime import config_key
 
     over = j.label.split() if "=" in j.label else []
     if not over:
         return j.short
     key = config_key(over)
-    seed = next((o.split("=", 1)[1] for o in over if o.lstrip("+").startswith("seed=")), None)
+    s = next((o.split("=", 1)[1] for o in over if o.lstrip("+").startswith("seed=")), None)
     name = " / ".join(o.split("=", 1)[-1] for o in key.split()) if key != "(defaults)" else ""
-    return " / ".join(x for x in (name, f"seed {seed}" if seed is not None else "") if x) or j.short
+    if not seed:
+        return name or j.short
+    return " / ".join(x for x in (name, f"seed {s}" if s is not None else "") if x) or j.short
 
 
 def first_row_tiles(grid):
@@ -149,14 +177,14 @@ def crops_plot(jobs: list[Job], path: Path) -> bool:
     n = len(panels)
     cols = min(n, 6)
     rows_ = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows_, cols, figsize=(2.4 * cols, 2.7 * rows_), squeeze=False)
+    fig, axes = plt.subplots(rows_, cols, figsize=(2.4 * cols, 2.7 * rows_ + 0.3), squeeze=False,
+                             layout="constrained")  # the title above the first row's labels, not on them
     for ax in axes.flat:
         ax.axis("off")
     for ax, (name, img) in zip(axes.flat, panels):
         ax.imshow(img, interpolation="nearest")
         ax.set_title(name, fontsize=7)
     fig.suptitle("the same crop of the first validation image: references, then each job's SR", fontsize=9)
-    fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True
