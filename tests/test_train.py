@@ -38,6 +38,11 @@ def test_short_run_writes_run_folder_and_evaluates(folders, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert "model PSNR" in r.stdout and "bicubic PSNR" in r.stdout
     assert (out / "config.yaml").is_file() and (out / "grid.png").is_file()
+    from PIL import Image
+
+    raw, shown = Image.open(out / "grid_raw.png"), Image.open(out / "grid.png")
+    assert shown.width >= 4 * 192 and shown.width % raw.width == 0  # tiles enlarged (nearest) for people
+    assert shown.height > raw.height * shown.width // raw.width  # plus a header and a caption per row
     ckpts = sorted(p.name for p in (out / "checkpoints").iterdir())
     assert "last.ckpt" in ckpts and any(n.startswith("best") for n in ckpts)
     csv = (out / "csv" / "metrics.csv").read_text()
@@ -85,6 +90,7 @@ def test_missing_folder_is_one_line_error(tmp_path):
     lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
     assert lines[-1] == f"srexp-train: error: image folder {tmp_path / 'nope'} does not exist"
     assert "Traceback" not in r.stderr
+    assert not (tmp_path / "run").exists()  # a config error leaves no run folder
 
 
 @pytest.mark.slow

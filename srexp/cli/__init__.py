@@ -141,8 +141,39 @@ def check_missing(cfg, skip: Sequence[str] = ()) -> None:
                           f"{missing[0]}=VALUE)")
 
 
+def drop_empty_run_folder() -> None:
+    """After a config error: remove the run folder Hydra made for this run when it holds nothing but Hydra's own
+    files (``.hydra/``, the job's log) and the config srexp saved before training (no log row, no checkpoint), so a
+    mistyped command leaves no empty folder behind. A sweep's job folders,
+    a resumed run's folder and a folder with anything else in it are kept."""
+    import shutil
+
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.RUN:
+            return
+        hc = HydraConfig.get()
+        run_dir = Path(hc.runtime.output_dir)
+        own = {".hydra", f"{hc.job.name}.log", "config.yaml", "csv"}  # Hydra's, and srexp's before training
+    except Exception:  # noqa: BLE001 - no Hydra run: nothing to tidy
+        return
+    if not (run_dir / ".hydra").is_dir() or not {p.name for p in run_dir.iterdir()} <= own:
+        return
+    if (run_dir / "csv").is_dir() and any((run_dir / "csv").rglob("*.csv")):  # something was logged
+        return
+    shutil.rmtree(run_dir, ignore_errors=True)
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", run_dir.parent.name):  # outputs/<date>/ when this was its only run
+        try:
+            run_dir.parent.rmdir()
+        except OSError:
+            pass
+
+
 def one_line_errors(cmd: str):
-    """Report SrexpError (and config-key errors) as ``<cmd>: error: <message>`` and exit 2."""
+    """Report SrexpError (and config-key errors) as ``<cmd>: error: <message>`` and exit 2; a run folder that holds
+    only Hydra's files is removed (:func:`drop_empty_run_folder`)."""
 
     def deco(fn):
         @functools.wraps(fn)
@@ -151,6 +182,7 @@ def one_line_errors(cmd: str):
                 return fn(*args, **kwargs)
             except SrexpError as e:
                 print(f"{cmd}: error: {e}", file=sys.stderr)
+                drop_empty_run_folder()
                 sys.exit(2)
             except Exception as e:  # instantiate() wraps our errors: unwrap to the first SrexpError
                 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
@@ -166,6 +198,7 @@ def one_line_errors(cmd: str):
                 elif isinstance(cause, OmegaConfBaseException):
                     cause = str(cause).splitlines()[0]
                 print(f"{cmd}: error: {cause}", file=sys.stderr)
+                drop_empty_run_folder()
                 sys.exit(2)
 
         return wrapper

@@ -44,6 +44,20 @@ warnings.filterwarnings("ignore", message=".*Previous log files in this director
 warnings.filterwarnings("ignore", message=".*dataloader is not resumable.*")  # the sampler is seeded per sample index
 
 
+class _NoAdverts(logging.Filter):
+    """Lightning's start-up tips that ask nothing of this run: the litlogger advert, and the srun hint printed on
+    any machine with slurm-wlm installed (srexp-train under SLURM is docs/sweeps.md's subject)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        return "litlogger" not in msg and "`srun` command is available" not in msg
+
+
+for _name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+    logging.getLogger(_name).addFilter(_NoAdverts())
+warnings.filterwarnings("ignore", message=".*`srun` command is available.*")
+
+
 def build_trainer(cfg: DictConfig, run_dir: str, extra_callbacks: list = ()) -> L.Trainer:
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     choices = dict(HydraConfig.get().runtime.choices) if HydraConfig.initialized() else {}

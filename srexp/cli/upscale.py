@@ -169,6 +169,11 @@ def run(cfg: DictConfig) -> dict:
                          f"{', '.join(IMAGE_SUFFIXES + VIDEO_SUFFIXES)}, or a folder of images)")
     if src.resolve() == dst.resolve():
         raise ConfigError(f"output={dst} is the input: choose another path (the input would be overwritten)")
+    if not src.is_dir() and not dst.parent.exists():  # output=results/photo_x2.png: make results/
+        try:
+            dst.parent.mkdir(parents=True)
+        except OSError as e:
+            raise ConfigError(f"output={dst}: cannot make its folder {dst.parent} ({e.strerror})") from None
     ups = build_upscaler(cfg)
     if src.is_dir():
         summary = upscale_folder(ups, src, dst)

@@ -44,16 +44,19 @@ def crop_grid(lr: torch.Tensor, sr: torch.Tensor, hr: torch.Tensor, scale: int, 
 
 
 class ImageGrid(L.Callback):
-    """After each validation, saves ``grid.png`` (rows: the first ``n_images`` validation images) and logs it."""
+    """After each validation, saves ``grid.png`` for people: per validation image (the first ``n_images``) the same
+    centre crop as LR (nearest) | bicubic | SR | HR, columns labelled, each row with its image's SR and bicubic PSNR
+    (the validation protocol's, whole image), tiles enlarged to at least ``min_side`` pixels; and ``grid_raw.png``,
+    the bare tiles (srexp-report cuts the same crop of every job from it). W&B gets grid.png at the training step."""
 
-    def __init__(self, n_images: int = 2, crop: int = 96, filename: str = "grid.png"):
-        self.n_images, self.crop, self.filename = n_images, crop, filename
+    def __init__(self, n_images: int = 2, crop: int = 96, filename: str = "grid.png", min_side: int = 192):
+        self.n_images, self.crop, self.filename, self.min_side = n_images, crop, filename, min_side
 
     @rank_zero_only
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or trainer.datamodule is None or not trainer.datamodule.val_pairs:
             return
-        rows = []
+        rows, names = [], []
         scale = pl_module.scale
         with torch.no_grad():
             for p in trainer.datamodule.val_pairs[: self.n_images]:
@@ -61,15 +64,52 @@ class ImageGrid(L.Callback):
                 sr = pl_module(lr[None].to(pl_module.device))[0]
                 hr = (p.ref_y / 255).float() if lr.shape[0] == 1 else to_float(p.hr)
                 rows.append(crop_grid(lr, sr, hr, scale, self.crop))
+                names.append(getattr(p, "name", f"image {len(names)}"))
         width = max(r.shape[-1] for r in rows)
         height = max(r.shape[-2] for r in rows)
         rows = [F.pad(r, (0, width - r.shape[-1], 0, height - r.shape[-2])) for r in rows]
-        grid = torch.cat(rows, dim=-2)
-        out = Path(trainer.default_root_dir) / self.filename
-        save_image(grid, out)
+        folder = Path(trainer.default_root_dir)
+        save_image(torch.cat(rows, dim=-2), folder / "grid_raw.png")
+        by_index = {r.get("index"): r for r in getattr(pl_module, "val_rows", [])}
+        captions = []
+        for k, name in enumerate(names):
+            m = by_index.get(k)
+            captions.append(f"{name}: SR {m['psnr']:.2f} dB, bicubic {m['bicubic_psnr']:.2f} dB" if m else name)
+        out = folder / self.filename
+        labelled_grid(rows, captions, [f"LR x{scale} (nearest)", "bicubic", f"SR (step {trainer.global_step})",
+                                       "HR"], self.min_side).save(out)
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
-                logger.log_image("val/grid", [str(out)], step=trainer.global_step, caption=["LR | bicubic | SR | HR"])
+                logger.log_image("val/grid", [str(out)], step=trainer.global_step, caption=["; ".join(captions)])
+
+
+def labelled_grid(rows: list[torch.Tensor], captions: list[str], columns: list[str], min_side: int = 192):
+    """Rows of 4 square tiles ((C, h, 4h) in [0, 1]) → a PIL image: a header with the column names, each row
+    enlarged (nearest) to at least ``min_side`` pixels and preceded by its caption."""
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFont
+
+    side = rows[0].shape[-2]
+    zoom = max(1, -(-min_side // max(side, 1)))
+    try:
+        font = ImageFont.load_default(size=14)
+    except TypeError:  # Pillow < 10.1: the fixed bitmap font
+        font = ImageFont.load_default()
+    line = 20
+    tile = side * zoom
+    img = Image.new("RGB", (4 * tile, line + len(rows) * (line + tile)), "white")
+    draw = ImageDraw.Draw(img)
+    for c, name in enumerate(columns):
+        draw.text((c * tile + 4, 3), name, fill="black", font=font)
+    for k, (r, cap) in enumerate(zip(rows, captions)):
+        a = (r.clamp(0, 1) * 255).round().to(torch.uint8)
+        a = a.expand(3, *a.shape[1:]) if a.shape[0] == 1 else a[:3]
+        tiles = Image.fromarray(np.ascontiguousarray(a.permute(1, 2, 0).numpy()))
+        tiles = tiles.resize((tiles.width * zoom, tiles.height * zoom), Image.NEAREST)
+        y = line + k * (line + tile)
+        draw.text((4, y + 3), cap, fill="black", font=font)
+        img.paste(tiles, (0, y + line))
+    return img
 
 
 class Throughput(L.Callback):

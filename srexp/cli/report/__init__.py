@@ -10,7 +10,7 @@ Writes into the folder (or ``--out``):
   measured), gain over bicubic, train and job wall time, ranked by validation PSNR. Jobs without
   ``val_metrics.json`` (failed, or still running) are listed with their overrides, never dropped.
 * ``psnr_vs_params.png``, ``psnr_vs_throughput.png``, ``loss_curves.png`` (``csv/metrics.csv`` of every job, the
-  failed ones too) and ``crops.png``: the same crop (LR | bicubic | HR, then every job's SR) from each ``grid.png``.
+  failed ones too) and ``crops.png``: the same crop (LR | bicubic | HR, then every job's SR) from each ``grid_raw.png``.
 
 Every row's protocol stamp (metric protocol, shave, how LR was made, validation-images hash) must be the same, or the
 numbers are not comparable: a one-line error unless ``--allow-mixed``, which ranks each protocol apart.

@@ -146,7 +146,7 @@ def _job_name(j: Job, seed: bool = True) -> str:
 
 
 def first_row_tiles(grid):
-    """ImageGrid's ``grid.png``: rows of [LR (nearest) | bicubic | SR | HR] square tiles, each row padded to the
+    """ImageGrid's ``grid_raw.png`` (``grid.png`` before labels): rows of [LR (nearest) | bicubic | SR | HR] square tiles, each row padded to the
     widest; the first row's tile side is where its content ends (the HR tile), over 4."""
     import numpy as np
 
@@ -165,7 +165,8 @@ def crops_plot(jobs: list[Job], path: Path) -> bool:
 
     tiles = []
     for j in jobs:
-        g = j.folder / "grid.png"
+        g = j.folder / "grid_raw.png"  # the bare tiles; runs before it existed: grid.png was bare
+        g = g if g.is_file() else j.folder / "grid.png"
         if j.ok and g.is_file():
             tiles.append((j, first_row_tiles(np.asarray(Image.open(g).convert("RGB")))))
     if not tiles:
