@@ -70,6 +70,12 @@ def scatter(configs, x_of, x_label: str, path: Path, title: str, frontier: bool 
                     + ", ".join(f"{_short(c)} {y:.1f} dB" for c, y in low), transform=ax.transAxes, fontsize=7,
                     va="bottom", wrap=True)
     ax.set_xscale("log")
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    plain = FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}")  # 2,000 rather than 2×10³
+    ax.xaxis.set_major_formatter(plain)
+    ax.xaxis.set_minor_locator(LogLocator(subs=(2, 5)))
+    ax.xaxis.set_minor_formatter(plain)
     ax.set_xlabel(x_label)
     ax.set_ylabel("validation PSNR (dB)" + (", mean ± std over seeds" if any(c.n > 1 for c, _, _ in pts) else ""))
     ax.set_title(title)
