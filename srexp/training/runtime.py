@@ -34,7 +34,12 @@ def build_loggers(cfg: DictConfig, run_dir: str) -> list:
                      **wandb_names(cfg, run_dir)}
         # a partial first: `config` (wandb.init's) cannot be a keyword of instantiate(), whose own first argument it is
         make = instantiate(cfg.logger, _partial_=True, **{k: v for k, v in extra.items() if k != "config"})
-        loggers.append(make(config=extra["config"]) if "config" in extra else make())
+        logger = make(config=extra["config"]) if "config" in extra else make()
+        init = getattr(logger, "_wandb_init", None)
+        if isinstance(init, dict) and init.get("anonymous") is None:
+            # Lightning passes anonymous=None, and wandb then warns that "the anonymous setting has no effect"
+            init.pop("anonymous", None)
+        loggers.append(logger)
     return loggers
 
 
