@@ -1,5 +1,6 @@
 """Exact resume: a run SIGKILLed mid-epoch and resumed ends bit-identical to an uninterrupted one; atomic
 checkpoints; the run folder found by its overrides; NaN stops the run and keeps the last good checkpoint."""
+import csv
 import os
 import signal
 import subprocess
@@ -42,7 +43,6 @@ def net_weights(path: Path) -> dict:
 
 
 def train_losses(run: Path) -> list[tuple[int, str]]:
-    import csv
 
     rows = csv.DictReader((run / "csv" / "metrics.csv").open())
     return [(int(r["step"]), r["train/loss"]) for r in rows if r.get("train/loss")]
@@ -76,6 +76,10 @@ def test_sigkill_and_resume_is_bit_identical(folders, tmp_path):
         assert torch.equal(a[k], b[k]), k
     # the CSV log is continued, not wiped: the same losses at the same steps
     assert train_losses(ref) == train_losses(run)
+    # the resumed run logs its own end-of-training telemetry (only the start-of-run model size is not repeated)
+    rows = list(csv.DictReader((run / "csv" / "metrics.csv").open()))
+    assert sum(bool(r.get("train/peak_mem_gb")) for r in rows) == 1
+    assert sum(bool(r.get("model/params")) for r in rows) == 1
 
 
 def kill_at(cmd: list[str], outputs: Path, step: int) -> None:

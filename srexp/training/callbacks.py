@@ -216,10 +216,6 @@ class Throughput(L.Callback):
         if self.data_wait_frac is not None:
             stats["train/data_wait_frac"] = self.data_wait_frac
         for logger in trainer.loggers:
-            if trainer.ckpt_path is not None:  # a resumed run: its continued log holds them (W&B: no step 0 again)
-                keys = logger.experiment.metrics_keys if isinstance(logger, CSVLogger) else None
-                if keys is None or "model/params" in keys:
-                    continue
             logger.log_metrics(stats, step=trainer.global_step)
         if trainer.is_global_zero and self.patches_per_s is not None:
             where = "GPU memory" if trainer.strategy.root_device.type == "cuda" else "resident memory"
