@@ -43,7 +43,6 @@ def net_weights(path: Path) -> dict:
 
 
 def train_losses(run: Path) -> list[tuple[int, str]]:
-
     rows = csv.DictReader((run / "csv" / "metrics.csv").open())
     return [(int(r["step"]), r["train/loss"]) for r in rows if r.get("train/loss")]
 
