@@ -45,16 +45,14 @@ warnings.filterwarnings("ignore", message=".*dataloader is not resumable.*")  # 
 
 
 class _NoAdverts(logging.Filter):
-    """Lightning's start-up tips that ask nothing of this run: the litlogger advert, and the srun hint printed on
-    any machine with slurm-wlm installed (srexp-train under SLURM is docs/sweeps.md's subject)."""
+    """Lightning's litlogger advert (an INFO record at start-up), which asks nothing of this run."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        msg = record.getMessage()
-        return "litlogger" not in msg and "`srun` command is available" not in msg
+        return "litlogger" not in record.getMessage()
 
 
-for _name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
-    logging.getLogger(_name).addFilter(_NoAdverts())
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_NoAdverts())
+# the srun hint, a warning on any machine with slurm-wlm installed (srexp-train under SLURM: docs/sweeps.md)
 warnings.filterwarnings("ignore", message=".*`srun` command is available.*")
 
 

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import lightning as L
 
+from srexp.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 PREEMPTED_EXIT = 75  # EX_TEMPFAIL: not finished, try again (the requeued job does)
@@ -56,7 +58,6 @@ class Preemption(L.Callback):
         for name in signals:
             sig = getattr(signal, str(name).upper(), None) or getattr(signal, "SIG" + str(name).upper(), None)
             if not isinstance(sig, signal.Signals) or sig in (signal.SIGKILL, signal.SIGSTOP):
-                from srexp.errors import ConfigError
                 raise ConfigError(f"callbacks.preemption.signals: {name!r} is not a signal that can be caught "
                                   f"(valid: SIGUSR1, SIGUSR2, SIGTERM, ...)")
             self.signals.append(sig)
