@@ -104,6 +104,37 @@ def folders(tmp_path_factory) -> Path:
     return root
 
 
+def ckpt_step(path: Path) -> int:
+    """The global step a checkpoint holds; -1 while it is not written yet (or being replaced)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)["global_step"]
+    except Exception:  # noqa: BLE001 - not there yet
+        return -1
+
+
+def train_losses(run: Path) -> list[tuple[int, str]]:
+    """(step, train/loss) of a run folder's CSV log, in logged order."""
+    import csv
+
+    rows = csv.DictReader((run / "csv" / "metrics.csv").open())
+    return [(int(r["step"]), r["train/loss"]) for r in rows if r.get("train/loss")]
+
+
+def folder_overrides(root: Path) -> list[str]:
+    """``data=folder`` with ``root``'s train/ and val/ (the :func:`folders` layout)."""
+    return ["data=folder", f"data.train_dir={root / 'train'}", f"data.val_dir={root / 'val'}"]
+
+
+@pytest.fixture(scope="module")
+def ddp_folders(tmp_path_factory) -> list[str]:
+    """The ``data=folder`` overrides of 3 train and 3 val images (3 images on 2 DDP ranks: the sampler repeats
+    one)."""
+    root = tmp_path_factory.mktemp("imgs")
+    write_images(root / "train", n=3, size=(64, 56))
+    write_images(root / "val", n=3, size=(48, 40), seed=1)
+    return folder_overrides(root)
+
+
 def write_images(folder: Path, n: int = 3, size=(48, 40), seed: int = 0, mode: str = "RGB") -> list[Path]:
     """Smooth random colour images (a learnable signal, unlike white noise)."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import importlib
 import io
-import os
 import re
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, data_root, shrink, write_images
+from test_dfdnet import NET
 
 pytestmark = pytest.mark.slow
 
@@ -70,20 +70,6 @@ def code_commands(text: str) -> list[str]:
 
 def fenced(text: str) -> str:
     return "\n".join(re.findall(r"```[a-z]*\n(.*?)```", text, flags=re.S))
-
-
-@contextlib.contextmanager
-def environ(**kv):
-    old = {k: os.environ.get(k) for k in kv}
-    os.environ.update({k: str(v) for k, v in kv.items()})
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def run_inprocess(name: str, args: list[str]) -> tuple[int, str, str]:
@@ -210,7 +196,8 @@ def concrete(cmd: str, f: Files) -> tuple[str, list[str], dict] | str:
         if resume:  # a resume takes the run's own overrides; nothing is appended
             return name, subs, env
         f.runs += 1
-        where = f"hydra.sweep.dir={f.root / f'sweep{f.runs}'}" if multirun else f"hydra.run.dir={f.root / f'run{f.runs}'}"
+        where = (f"hydra.sweep.dir={f.root / f'sweep{f.runs}'}" if multirun
+                 else f"hydra.run.dir={f.root / f'run{f.runs}'}")
         face = any(a.startswith("experiment=dfdnet") for a in subs)
         shrink_ = FACE_SHRINK if face else TRAIN_SHRINK
         keys = {o.split("=", 1)[0] for o in [*shrink_, *extra]}
@@ -221,9 +208,10 @@ def concrete(cmd: str, f: Files) -> tuple[str, list[str], dict] | str:
     return name, subs, env
 
 
-FACE_NET = ["face_size=64", "net.num_atoms=4", "net.num_feat=4", "net.encoder.width=4", "net.encoder.pretrained=false"]
-FACE_SHRINK = [*FACE_NET, *shrink(steps=2, val_every=2, patch=None, width=None), "task.loss.perceptual.pretrained=false",
-               "task.loss.style.pretrained=false", "task.discriminator.num_feat=8", "task.discriminator.num_layers=2",
+FACE_NET = NET  # test_dfdnet's tiny DFDNet (64-px faces, 4 atoms, 4 features, random encoder)
+FACE_SHRINK = [*FACE_NET, *shrink(steps=2, val_every=2, patch=None, width=None),
+               "task.loss.perceptual.pretrained=false", "task.loss.style.pretrained=false",
+               "task.discriminator.num_feat=8", "task.discriminator.num_layers=2",
                "callbacks.progress_bar=null", "trainer.enable_progress_bar=false", "trainer.limit_val_batches=1"]
 
 
@@ -232,7 +220,7 @@ def one_line(err: str, name: str) -> bool:
     return "Traceback" not in err and sum(ln.startswith(f"{name}: error:") for ln in lines) == 1
 
 
-def test_every_readme_and_help_command_runs_or_stops_in_one_line(tmp_path):
+def test_every_readme_and_help_command_runs_or_stops_in_one_line(tmp_path, monkeypatch):
     data = data_root()
     f = Files(tmp_path, data)
     readme = code_commands(fenced((REPO / "README.md").read_text()))
@@ -243,47 +231,51 @@ def test_every_readme_and_help_command_runs_or_stops_in_one_line(tmp_path):
     commands = list(dict.fromkeys(readme + from_help))
     ran, skipped, failed = [], [], []
     user = {"SREXP_DATA": data} if data else {}  # a user who set up the data root as the README says
-    with environ(SREXP_OUTPUTS=tmp_path / "outputs", OMP_NUM_THREADS=1, WANDB_MODE="offline", WANDB_SILENT="true",
-                 SREXP_CACHE=tmp_path / "cache", **user):
-        for cmd in commands:
-            bare = re.sub(r"^(?:[A-Z_]+=\S+\s+)*", "", cmd)
-            reason = next((r for m, r in NOT_RUN.items() if bare.startswith(m) and m not in COMPOSE_ONLY), None)
-            if reason:
-                if bare.startswith("python bench/"):
-                    script = bare.split()[1]
-                    r = subprocess.run([sys.executable, script, "--help"], capture_output=True, text=True,
-                                       cwd=REPO, timeout=120)
-                    (ran if r.returncode == 0 else failed).append((cmd, f"--help: rc {r.returncode} "
-                                                                        f"{r.stderr[-500:]}"))
-                else:
-                    skipped.append((cmd, reason))
-                continue
-            plan = concrete(cmd, f)
-            if isinstance(plan, str):
-                skipped.append((cmd, plan))
-                continue
-            name, args, env = plan
-            t0 = time.perf_counter()
-            with environ(**env):
-                rc, out, err = run_inprocess(name, args)
-            took = f"{time.perf_counter() - t0:.1f} s"
-            if rc == 0:
-                ran.append((cmd, f"ok ({took})"))
-                run_dir = next((a.split("=", 1)[1] for a in args if a.startswith("hydra.run.dir=")), None)
-                sweep = next((a.split("=", 1)[1] for a in args if a.startswith("hydra.sweep.dir=")), None)
-                if run_dir and (Path(run_dir) / "checkpoints" / "last.ckpt").is_file():
-                    ckpt = Path(run_dir) / "checkpoints" / "last.ckpt"
-                    if "dfdnet" in cmd:
-                        f.face_ckpt = ckpt
-                    else:
-                        f.sr_ckpt = ckpt
-                        f.first_run = f.first_run or Path(run_dir)
-                if sweep and Path(sweep).is_dir():
-                    f.sweep = Path(sweep)
-            elif one_line(err, name):
-                ran.append((cmd, f"one line ({took}): " + next(ln for ln in err.splitlines() if ln.startswith(f"{name}: error:"))))
+    for k, v in {"SREXP_OUTPUTS": tmp_path / "outputs", "OMP_NUM_THREADS": 1, "WANDB_MODE": "offline",
+                 "WANDB_SILENT": "true", "SREXP_CACHE": tmp_path / "cache", **user}.items():
+        monkeypatch.setenv(k, str(v))
+    for cmd in commands:
+        bare = re.sub(r"^(?:[A-Z_]+=\S+\s+)*", "", cmd)
+        reason = next((r for m, r in NOT_RUN.items() if bare.startswith(m) and m not in COMPOSE_ONLY), None)
+        if reason:
+            if bare.startswith("python bench/"):
+                script = bare.split()[1]
+                r = subprocess.run([sys.executable, script, "--help"], capture_output=True, text=True,
+                                   cwd=REPO, timeout=120)
+                (ran if r.returncode == 0 else failed).append((cmd, f"--help: rc {r.returncode} "
+                                                                    f"{r.stderr[-500:]}"))
             else:
-                failed.append((cmd, f"rc {rc}: {err[-1500:]}"))
+                skipped.append((cmd, reason))
+            continue
+        plan = concrete(cmd, f)
+        if isinstance(plan, str):
+            skipped.append((cmd, plan))
+            continue
+        name, args, env = plan
+        t0 = time.perf_counter()
+        with monkeypatch.context() as m:  # the command's own VAR=value prefix
+            for k, v in env.items():
+                m.setenv(k, v)
+            rc, out, err = run_inprocess(name, args)
+        took = f"{time.perf_counter() - t0:.1f} s"
+        if rc == 0:
+            ran.append((cmd, f"ok ({took})"))
+            run_dir = next((a.split("=", 1)[1] for a in args if a.startswith("hydra.run.dir=")), None)
+            sweep = next((a.split("=", 1)[1] for a in args if a.startswith("hydra.sweep.dir=")), None)
+            if run_dir and (Path(run_dir) / "checkpoints" / "last.ckpt").is_file():
+                ckpt = Path(run_dir) / "checkpoints" / "last.ckpt"
+                if "dfdnet" in cmd:
+                    f.face_ckpt = ckpt
+                else:
+                    f.sr_ckpt = ckpt
+                    f.first_run = f.first_run or Path(run_dir)
+            if sweep and Path(sweep).is_dir():
+                f.sweep = Path(sweep)
+        elif one_line(err, name):
+            first = next(ln for ln in err.splitlines() if ln.startswith(f"{name}: error:"))
+            ran.append((cmd, f"one line ({took}): {first}"))
+        else:
+            failed.append((cmd, f"rc {rc}: {err[-1500:]}"))
     report = "\n".join(f"  {c}\n      {w}" for c, w in ran + skipped + failed)
     print(f"\nran {len(ran)}, skipped {len(skipped)}, failed {len(failed)}\n{report}")
     assert not failed, "\n\n".join(f"{c}\n{w}" for c, w in failed)

@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 from hydra.utils import instantiate
 
-from conftest import compose_cfg, run_cli, shrink, write_images
+from conftest import compose_cfg, folder_overrides, run_cli, shrink
 from srexp.errors import ConfigError
 from srexp.nets import build_net
 from srexp.nets.discriminator import PatchDiscriminator, VGGStyleDiscriminator
@@ -30,18 +30,15 @@ def gan_tiny(*extra: str, steps: int | None = None, val_every: int = 2) -> list[
 
 
 @pytest.fixture(scope="module")
-def folders(tmp_path_factory):
-    root = tmp_path_factory.mktemp("imgs")
-    write_images(root / "train", n=3, size=(64, 56))
-    write_images(root / "val", n=2, size=(48, 40), seed=1)
-    return ["data=folder", f"data.train_dir={root / 'train'}", f"data.val_dir={root / 'val'}"]
+def folder_data(folders) -> list[str]:
+    return folder_overrides(folders)
 
 
 @pytest.fixture(scope="module")
-def srresnet_ckpt(folders, tmp_path_factory) -> Path:
+def srresnet_ckpt(folder_data, tmp_path_factory) -> Path:
     """Phase 1 (experiment=srresnet_x4), two steps: the checkpoint phase 2 starts from."""
     out = tmp_path_factory.mktemp("phase1")
-    cfg = compose_cfg("train", shrink(*folders, "experiment=srresnet_x4", "net.body.num_block=1", "test_sets=[]",
+    cfg = compose_cfg("train", shrink(*folder_data, "experiment=srresnet_x4", "net.body.num_block=1", "test_sets=[]",
                                       steps=2))
     assert cfg.task.loss._target_ == "torch.nn.MSELoss" and cfg.scale == 4 and cfg.paper.x4.Set5[0] == 32.05
     run(cfg, run_dir=str(out))
@@ -74,8 +71,8 @@ def test_patch_discriminator_outputs_a_map():
     assert PatchDiscriminator(num_feat=8, spectral_norm=True)(torch.rand(1, 3, 32, 32)).shape[:2] == (1, 1)
 
 
-def test_generator_init_same_weights_and_one_line_errors(srresnet_ckpt, folders, tmp_path):
-    cfg = compose_cfg("train", gan_tiny(*folders, "experiment=srgan_x4"))
+def test_generator_init_same_weights_and_one_line_errors(srresnet_ckpt, folder_data, tmp_path):
+    cfg = compose_cfg("train", gan_tiny(*folder_data, "experiment=srgan_x4"))
     net = build_net(cfg.net)
     load_generator(net, srresnet_ckpt)
     want = net_state(srresnet_ckpt, "net.")
@@ -83,19 +80,19 @@ def test_generator_init_same_weights_and_one_line_errors(srresnet_ckpt, folders,
     with pytest.raises(ConfigError, match="no such file") as e:
         load_generator(net, tmp_path / "missing.ckpt")
     assert "task.generator_init=" in str(e.value) and "\n" not in str(e.value)
-    wider = build_net(compose_cfg("train", gan_tiny(*folders, "experiment=srgan_x4", "net.num_feat=12")).net)
+    wider = build_net(compose_cfg("train", gan_tiny(*folder_data, "experiment=srgan_x4", "net.num_feat=12")).net)
     with pytest.raises(ConfigError, match="has shape") as e:
         load_generator(wider, srresnet_ckpt)
     assert "\n" not in str(e.value)
-    deeper = build_net(compose_cfg("train", gan_tiny(*folders, "experiment=srgan_x4", "net.body.num_block=2")).net)
+    deeper = build_net(compose_cfg("train", gan_tiny(*folder_data, "experiment=srgan_x4", "net.body.num_block=2")).net)
     with pytest.raises(ConfigError, match="does not match"):
         load_generator(deeper, srresnet_ckpt)
 
 
 @pytest.mark.parametrize("over", [VGG_D_TINY, ["task.adversarial.kind=ragan", "task/discriminator=patch",
                                                "task.discriminator.num_layers=2", "task.loss_weights.pixel=1"]])
-def test_both_optimisers_step_from_the_initial_generator(over, srresnet_ckpt, folders):
-    cfg = compose_cfg("train", gan_tiny(*folders, "experiment=srgan_x4", f"task.generator_init={srresnet_ckpt}",
+def test_both_optimisers_step_from_the_initial_generator(over, srresnet_ckpt, folder_data):
+    cfg = compose_cfg("train", gan_tiny(*folder_data, "experiment=srgan_x4", f"task.generator_init={srresnet_ckpt}",
                                         "data.samples=8", *over))
     task = instantiate(cfg.task, net=build_net(cfg.net))
     assert isinstance(task, GANTask)
@@ -121,9 +118,9 @@ def test_both_optimisers_step_from_the_initial_generator(over, srresnet_ckpt, fo
 
 
 @pytest.mark.slow
-def test_srgan_recipe_through_the_cli(srresnet_ckpt, folders, tmp_path):
+def test_srgan_recipe_through_the_cli(srresnet_ckpt, folder_data, tmp_path):
     out = tmp_path / "run"
-    r = run_cli("srexp.cli.train", *gan_tiny(*VGG_D_TINY, *folders, "experiment=srgan_x4",
+    r = run_cli("srexp.cli.train", *gan_tiny(*VGG_D_TINY, *folder_data, "experiment=srgan_x4",
                                              f"task.generator_init={srresnet_ckpt}", steps=20, val_every=10),
                 f"hydra.run.dir={out}", env={"OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stderr[-3000:]
@@ -144,10 +141,10 @@ def test_srgan_recipe_through_the_cli(srresnet_ckpt, folders, tmp_path):
 
 
 @pytest.mark.slow
-def test_missing_vgg_weights_offline_is_one_line_from_the_cli(folders, tmp_path):
+def test_missing_vgg_weights_offline_is_one_line_from_the_cli(folder_data, tmp_path):
     # an empty torch hub cache and a proxy that refuses every connection: the download fails at once, offline or not
     dead = "http://127.0.0.1:9"
-    r = run_cli("srexp.cli.train", *gan_tiny(*VGG_D_TINY, *folders, "experiment=srgan_x4",
+    r = run_cli("srexp.cli.train", *gan_tiny(*VGG_D_TINY, *folder_data, "experiment=srgan_x4",
                                              "task.loss.perceptual.pretrained=true"),
                 f"hydra.run.dir={tmp_path / 'run'}",
                 env={"TORCH_HOME": str(tmp_path / "torch"), "https_proxy": dead, "HTTPS_PROXY": dead, "no_proxy": "",

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import REPO, run_cli, shrink
+from conftest import REPO, ckpt_step, run_cli, shrink, train_losses
 from srexp.cli import with_resume_dir
 from srexp.errors import ConfigError
 from srexp.training.resume import AtomicCheckpointIO, find_run, identity_overrides
@@ -30,21 +30,9 @@ def env(outputs: Path) -> dict:
             "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), os.environ.get("PYTHONPATH", "")])}
 
 
-def ckpt_step(path: Path) -> int:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)["global_step"]
-    except Exception:  # noqa: BLE001 - not there yet
-        return -1
-
-
 def net_weights(path: Path) -> dict:
     sd = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
     return {k: v for k, v in sd.items() if k.startswith(("net.", "net_ema."))}
-
-
-def train_losses(run: Path) -> list[tuple[int, str]]:
-    rows = csv.DictReader((run / "csv" / "metrics.csv").open())
-    return [(int(r["step"]), r["train/loss"]) for r in rows if r.get("train/loss")]
 
 
 @pytest.mark.slow

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import REPO, run_cli, shrink, write_images
+from conftest import REPO, ckpt_step, run_cli, shrink, train_losses
 
 pytestmark = [
     pytest.mark.slow,
@@ -63,14 +63,6 @@ def slurm():
         assert not Path(f"/proc/{pid}").exists(), pid
 
 
-@pytest.fixture(scope="module")
-def folders(tmp_path_factory):
-    root = tmp_path_factory.mktemp("imgs")
-    write_images(root / "train", n=3, size=(64, 56))
-    write_images(root / "val", n=3, size=(48, 40), seed=1)
-    return ["data=folder", f"data.train_dir={root / 'train'}", f"data.val_dir={root / 'val'}"]
-
-
 def completed_jobs(cluster: Path) -> list[dict]:
     """The job completion records (jobcomp/filetxt: the sacct of a cluster without slurmdbd)."""
     text = (cluster / "jobcomp.txt").read_text() if (cluster / "jobcomp.txt").exists() else ""
@@ -85,13 +77,13 @@ def test_cluster_runs_srun(slurm):
     assert len(r.stdout.split()) == 2
 
 
-def test_sweep_of_four_slurm_jobs_and_report(slurm, folders, tmp_path):
+def test_sweep_of_four_slurm_jobs_and_report(slurm, ddp_folders, tmp_path):
     env, cluster = slurm
     sweep = tmp_path / "sweep"
     t0 = time.time()
-    r = run_cli("srexp.cli.train", "-m", "hydra/launcher=slurm_cpu", *shrink(*folders, "net.num_feat=4,8", "seed=0,1",
-                                                                             width=None),
-                f"hydra.sweep.dir={sweep}", env={**FAST, **env}, timeout=400)
+    r = run_cli("srexp.cli.train", "-m", "hydra/launcher=slurm_cpu",
+                *shrink(*ddp_folders, "net.num_feat=4,8", "seed=0,1", width=None), f"hydra.sweep.dir={sweep}",
+                env={**FAST, **env}, timeout=400)
     wall = time.time() - t0
     assert r.returncode == 0, r.stderr[-3000:]
     assert sorted(p.name for p in sweep.iterdir()) == [".submitit", "0", "1", "2", "3", "multirun.yaml"]
@@ -123,10 +115,10 @@ def _weights(ckpt: Path) -> dict:
     return torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
 
 
-def test_ddp_with_two_slurm_tasks_matches_local_ddp(slurm, folders, tmp_path):
+def test_ddp_with_two_slurm_tasks_matches_local_ddp(slurm, ddp_folders, tmp_path):
     env, _ = slurm
     sweep, local = tmp_path / "sweep", tmp_path / "local"
-    ddp = ["trainer=ddp", "trainer.devices=2", *shrink(*folders)]
+    ddp = ["trainer=ddp", "trainer.devices=2", *shrink(*ddp_folders)]
     r = run_cli("srexp.cli.train", "-m", "hydra/launcher=slurm_cpu", "hydra.launcher.tasks_per_node=2",
                 "hydra.launcher.cpus_per_task=1", *ddp, f"hydra.sweep.dir={sweep}", env={**FAST, **env}, timeout=400)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -145,10 +137,11 @@ def test_ddp_with_two_slurm_tasks_matches_local_ddp(slurm, folders, tmp_path):
         assert torch.equal(a[k], b[k]), k
 
 
-def test_a_failing_job_is_one_line_and_the_others_finish(slurm, folders, tmp_path):
+def test_a_failing_job_is_one_line_and_the_others_finish(slurm, ddp_folders, tmp_path):
     env, _ = slurm
     sweep = tmp_path / "sweep"
-    r = run_cli("srexp.cli.train", "-m", "hydra/launcher=slurm_cpu", *shrink(*folders, "net.num_feat=-2,8", width=None),
+    r = run_cli("srexp.cli.train", "-m", "hydra/launcher=slurm_cpu",
+                *shrink(*ddp_folders, "net.num_feat=-2,8", width=None),
                 f"hydra.sweep.dir={sweep}", env={**FAST, **env}, timeout=400)
     assert r.returncode != 0 and "negative dimension -2" in r.stderr  # the sweep says which job failed, and why
     for _ in range(240):  # Hydra stops waiting at the first failure; SLURM runs the other job to its end
@@ -165,28 +158,14 @@ def test_a_failing_job_is_one_line_and_the_others_finish(slurm, folders, tmp_pat
     assert "| net.num_feat=-2 |" in md
 
 
-def _ckpt_step(path: Path) -> int:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)["global_step"]
-    except Exception:  # noqa: BLE001 - not written yet, or being replaced
-        return -1
-
-
-def _train_losses(run: Path) -> list[tuple[int, str]]:
-    import csv
-
-    rows = csv.DictReader((run / "csv" / "metrics.csv").open())
-    return [(int(r["step"]), r["train/loss"]) for r in rows if r.get("train/loss")]
-
-
-def test_preempted_job_saves_requeues_and_ends_bit_identical(slurm, folders, tmp_path):
+def test_preempted_job_saves_requeues_and_ends_bit_identical(slurm, ddp_folders, tmp_path):
     """`scancel --signal=USR1` on a running sweep job (what `sbatch --signal=USR1@90` does before a time limit):
     srexp saves last.ckpt at the batch's end, requeues the job and stops; SLURM starts it again, submitit re-runs the
     same job in the same folder, which continues from that checkpoint. Final weights, the train-loss log and the W&B
     run id equal one uninterrupted run's."""
     env, cluster = slurm
     steps, stall_at = 12, 5
-    base = [*shrink(*folders, "callbacks.last_checkpoint.every_n_train_steps=2", "callbacks.progress_bar=null",
+    base = [*shrink(*ddp_folders, "callbacks.last_checkpoint.every_n_train_steps=2", "callbacks.progress_bar=null",
                     "callbacks.image_grid=null", "task.ema_decay=0.9", steps=steps, val_every=4, logger="wandb")]
     run_env = {**FAST, **env, "WANDB_MODE": "offline", "WANDB_SILENT": "true",
                "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), os.environ.get("PYTHONPATH", "")])}
@@ -203,10 +182,10 @@ def test_preempted_job_saves_requeues_and_ends_bit_identical(slurm, folders, tmp
     try:
         last = sweep / "0" / "checkpoints" / "last.ckpt"
         deadline = time.time() + 300
-        while time.time() < deadline and p.poll() is None and _ckpt_step(last) != stall_at - 1:
+        while time.time() < deadline and p.poll() is None and ckpt_step(last) != stall_at - 1:
             time.sleep(0.2)
         assert p.poll() is None, p.stderr.read()[-3000:]
-        assert _ckpt_step(last) == stall_at - 1  # the job is running, stalled at step `stall_at`
+        assert ckpt_step(last) == stall_at - 1  # the job is running, stalled at step `stall_at`
         job = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True,
                              env={**os.environ, **env}).stdout.split()
         assert len(job) == 1, job
@@ -233,7 +212,7 @@ def test_preempted_job_saves_requeues_and_ends_bit_identical(slurm, folders, tmp
     assert m["steps"] == steps
     a, b = _weights(ref / "checkpoints" / "last.ckpt"), _weights(last)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert _train_losses(run) == _train_losses(ref)  # one continuous CSV log: every step once, the same losses
+    assert train_losses(run) == train_losses(ref)  # one continuous CSV log: every step once, the same losses
     ids = {p.name.rsplit("-", 1)[1] for p in (run / "wandb").glob("offline-run-*")}
     assert len(list((run / "wandb").glob("offline-run-*"))) == 2 and ids == {(run / "wandb_id.txt").read_text().strip()}
     print(f"slurm preemption: signal -> requeued job finished in {wall:.1f} s; weights bit-identical")

@@ -14,7 +14,7 @@ import yaml
 from hydra import compose, initialize_config_dir
 from PIL import Image
 
-from conftest import run_cli, shrink, write_images
+from conftest import run_cli, shrink
 from srexp import CONF_DIR
 from srexp.cli.budget import TOLERANCE, budget_table
 from srexp.training.distributed import ENV, pin_ddp_child
@@ -25,14 +25,6 @@ from srexp.cli.report import report
 FAST = {"OMP_NUM_THREADS": "1"}
 STRATEGIES = {"pre", "post", "progressive", "iterative"}
 LAYERS = {"interpolate", "transposed", "reshape", "pixel_shuffle"}
-
-
-@pytest.fixture(scope="module")
-def folders(tmp_path_factory):
-    root = tmp_path_factory.mktemp("imgs")
-    write_images(root / "train", n=3, size=(64, 56))
-    write_images(root / "val", n=3, size=(48, 40), seed=1)  # 3 images on 2 DDP ranks: one is repeated by the sampler
-    return ["data=folder", f"data.train_dir={root / 'train'}", f"data.val_dir={root / 'val'}"]
 
 
 def choices(job: Path) -> dict:
@@ -107,9 +99,9 @@ def test_compare_archs_lists_every_preset():
 
 
 @pytest.mark.slow
-def test_compare_upsampling_sweep_and_report(folders, tmp_path):
+def test_compare_upsampling_sweep_and_report(ddp_folders, tmp_path):
     sweep = tmp_path / "sweep"
-    r = run_cli("srexp.cli.train", "-m", "+sweep=compare_upsampling_cpu", *shrink(*folders, steps=2, width=None),
+    r = run_cli("srexp.cli.train", "-m", "+sweep=compare_upsampling_cpu", *shrink(*ddp_folders, steps=2, width=None),
                 f"hydra.sweep.dir={sweep}", env=FAST)
     assert r.returncode == 0, r.stderr[-3000:]
     check_sweep(sweep, 26_000)
@@ -120,10 +112,10 @@ def test_compare_upsampling_sweep_and_report(folders, tmp_path):
 
 
 @pytest.mark.slow
-def test_compare_upsampling_with_joblib(folders, tmp_path):
+def test_compare_upsampling_with_joblib(ddp_folders, tmp_path):
     sweep = tmp_path / "sweep"
     r = run_cli("srexp.cli.train", "-m", "+sweep=compare_upsampling_cpu", "hydra/launcher=joblib",
-                "hydra.launcher.n_jobs=2", *shrink(*folders, steps=2, width=None), f"hydra.sweep.dir={sweep}",
+                "hydra.launcher.n_jobs=2", *shrink(*ddp_folders, steps=2, width=None), f"hydra.sweep.dir={sweep}",
                 env=FAST)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "n_jobs=2" in r.stdout + r.stderr  # the joblib launcher ran it
@@ -133,10 +125,11 @@ def test_compare_upsampling_with_joblib(folders, tmp_path):
 
 
 @pytest.mark.slow
-def test_submitit_local_two_jobs(folders, tmp_path):
+def test_submitit_local_two_jobs(ddp_folders, tmp_path):
     sweep = tmp_path / "sweep"
     r = run_cli("srexp.cli.train", "-m", "+sweep=compare_upsampling_cpu", "hydra/launcher=submitit_local",
-                "net/strategy=post", "net/upsample=pixel_shuffle,transposed", *shrink(*folders, steps=2, width=None),
+                "net/strategy=post", "net/upsample=pixel_shuffle,transposed",
+                *shrink(*ddp_folders, steps=2, width=None),
                 f"hydra.sweep.dir={sweep}", env=FAST)
     assert r.returncode == 0, r.stderr[-3000:]
     assert (sweep / ".submitit").is_dir()
@@ -186,9 +179,9 @@ def read_wandb_run(run_dir: Path) -> dict:
 
 
 @pytest.mark.slow
-def test_ddp_one_run_folder_one_wandb_run(folders, tmp_path):
+def test_ddp_one_run_folder_one_wandb_run(ddp_folders, tmp_path):
     outputs = tmp_path / "outputs"
-    r = run_cli("srexp.cli.train", "trainer=ddp", "trainer.devices=2", *shrink(*folders, logger="wandb"),
+    r = run_cli("srexp.cli.train", "trainer=ddp", "trainer.devices=2", *shrink(*ddp_folders, logger="wandb"),
                 env={**FAST, "SREXP_OUTPUTS": str(outputs)})
     assert r.returncode == 0, r.stderr[-3000:]
     runs = [p for p in outputs.glob("*/*") if p.is_dir()]
@@ -209,10 +202,10 @@ def test_ddp_one_run_folder_one_wandb_run(folders, tmp_path):
 
 
 @pytest.mark.slow
-def test_ddp_inside_multirun_runs_each_job_once(folders, tmp_path):
+def test_ddp_inside_multirun_runs_each_job_once(ddp_folders, tmp_path):
     sweep, outputs = tmp_path / "sweep", tmp_path / "outputs"
     r = run_cli("srexp.cli.train", "-m", "trainer=ddp", "trainer.devices=2",
-                *shrink(*folders, "net.num_feat=4,8", steps=2, logger="wandb"), f"hydra.sweep.dir={sweep}",
+                *shrink(*ddp_folders, "net.num_feat=4,8", steps=2, logger="wandb"), f"hydra.sweep.dir={sweep}",
                 env={**FAST, "SREXP_OUTPUTS": str(outputs)})
     assert r.returncode == 0, r.stderr[-3000:]
     out = r.stdout + r.stderr
@@ -292,10 +285,10 @@ def test_unworkable_ddp_launches_are_one_line_errors(monkeypatch):
 
 # ---------------------------------------------------------------------------------------------- Optuna, SLURM
 @pytest.mark.slow
-def test_optuna_maximises_val_psnr(folders, tmp_path):
+def test_optuna_maximises_val_psnr(ddp_folders, tmp_path):
     sweep = tmp_path / "sweep"
     r = run_cli("srexp.cli.train", "+hparams_search=lr_width", "hydra.sweeper.n_trials=2",
-                *shrink(*folders, steps=2, width=None), f"hydra.sweep.dir={sweep}", env=FAST)
+                *shrink(*ddp_folders, steps=2, width=None), f"hydra.sweep.dir={sweep}", env=FAST)
     assert r.returncode == 0, r.stderr[-3000:]
     best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     psnrs = [json.loads(p.read_text())["psnr"] for p in sweep.glob("*/val_metrics.json")]

@@ -5,15 +5,11 @@ import json
 import pytest
 import torch
 
-from conftest import BIG_PRESETS, compose_cfg, run_cli, shrink, slow_for, write_images
+from conftest import BIG_PRESETS, compose_cfg, folder_overrides, run_cli, shrink, slow_for, write_images
 from srexp import CONF_DIR
 from srexp.cli.train import run
 
 PRESETS = sorted(p.stem for p in (CONF_DIR / "arch").glob("*.yaml"))
-
-
-def folder_overrides(folders):
-    return ["data=folder", f"data.train_dir={folders / 'train'}", f"data.val_dir={folders / 'val'}"]
 
 
 @pytest.mark.parametrize("arch", slow_for(PRESETS, BIG_PRESETS))
