@@ -52,7 +52,8 @@ class Upscaler:
         self.net, self.scale, self.channels = net.to(self.device).eval(), scale, channels
         self.radius = receptive_radius(self.net, channels or 1)
         if self.radius is None and tile > 0:
-            log.warning("this net's upsample layer (reshape) mixes distant pixels: tiling is off (tile=0)")
+            log.warning("this net mixes distant pixels (a reshape upsample layer, global pooling or image-aligned "
+                        "attention windows): tiling is off (tile=0), so the whole image is in memory at once")
             tile = 0
         self.tile, self.overlap = tile, overlap
 

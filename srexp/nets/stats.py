@@ -75,8 +75,9 @@ def receptive_radius(net: nn.Module, channels: int, probe: int = 16) -> int | No
     """An upper bound of the receptive-field radius in LR pixels: the sum, over every spatial layer the forward pass
     calls, of its reach divided by its grid's resolution relative to the LR input (convs at ×2 count half). A sum
     bounds every path through skips, concatenations and branches. None when the net mixes distant pixels on purpose
-    (the ``reshape`` upsample layer), so tiling cannot be exact."""
-    if any(isinstance(m, ReshapeUp) for m in net.modules()):
+    (the ``reshape`` upsample layer; any module with ``mixes_globally = True``: global pooling as in channel attention,
+    attention windows aligned to the image), so tiling cannot be exact."""
+    if any(isinstance(m, ReshapeUp) or getattr(m, "mixes_globally", False) for m in net.modules()):
         return None
     total = 0.0
 
