@@ -106,6 +106,64 @@ def jpeg(x: Tensor, quality: Tensor | float) -> Tensor:
     return (out[..., :h, :w] / 255).to(x.dtype)
 
 
+def noise_field(x: Tensor, generator: torch.Generator, gray: Tensor | None = None) -> Tensor:
+    """Standard normal noise shaped like ``x``; sample ``n`` gets one field for all its channels where ``gray[n]``
+    (then both a colour and a gray field are drawn, whatever ``gray`` holds: one generator state, one field)."""
+    colour = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    if gray is None:
+        return colour
+    mono = torch.randn((x.shape[0], 1, *x.shape[2:]), generator=generator, device=x.device, dtype=x.dtype)
+    return torch.where(gray.view(-1, 1, 1, 1), mono.expand_as(x), colour)
+
+
+def add_noise(x: Tensor, noise: Tensor, sigma: Tensor) -> Tensor:
+    """Gaussian noise of std ``sigma[n]`` on the 0–255 scale (``noise`` from :func:`noise_field`), clipped to [0, 1]."""
+    return (x + noise * sigma.to(x).view(-1, 1, 1, 1) / 255).clamp(0, 1)
+
+
+def _levels(img8: Tensor) -> Tensor:
+    """Per sample, the number of distinct values of an integer-valued ``(N, …)`` tensor in 0–255 (no loop, no sync)."""
+    idx = img8.reshape(img8.shape[0], -1).long()
+    seen = torch.zeros(img8.shape[0], 256, dtype=torch.bool, device=img8.device).scatter_(1, idx, True)
+    return seen.sum(1)
+
+
+def poisson_noise(x: Tensor, scale: Tensor, generator: torch.Generator, gray: Tensor | None = None) -> Tensor:
+    """Shot noise as BasicSR's ``add_poisson_noise_pt`` (after scikit-image's ``random_noise(mode='poisson')``):
+    the 8-bit-rounded image times ``v = 2^⌈log₂(distinct levels)⌉`` photon counts per unit, Poisson-sampled, over
+    ``v``; the difference to the rounded image, times ``scale[n]``, is added to ``x``, clipped to [0, 1]. Its
+    variance is ``scale² · x / v``: it grows with the signal. ``gray[n]``: one field, from the luma (ITU-R 601
+    weights), for all channels. One Poisson draw per element of ``x`` whatever ``gray`` holds."""
+    n, c = x.shape[:2]
+
+    def rounded(img: Tensor) -> tuple[Tensor, Tensor]:
+        img8 = torch.round(img.clamp(0, 1) * 255)
+        return img8 / 255, torch.exp2(torch.ceil(torch.log2(_levels(img8).to(img.dtype)))).view(n, 1, 1, 1)
+
+    img, v = rounded(x)
+    if gray is not None:
+        w = torch.tensor([0.299, 0.587, 0.114], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+        luma, v_luma = rounded((x * w).sum(1, keepdim=True) if c == 3 else x[:, :1])
+        g = gray.view(n, 1, 1, 1)
+        img, v = torch.where(g, luma.expand_as(x), img), torch.where(g, v_luma, v)
+    noise = torch.poisson(img * v, generator=generator) / v - img
+    if gray is not None:  # a gray sample's field is its first channel's, in every channel
+        noise = torch.where(g, noise[:, :1].expand_as(x), noise)
+    return (x + noise * scale.to(x).view(n, 1, 1, 1)).clamp(0, 1)
+
+
+RESIZE_MODES = ("area", "bilinear", "bicubic")
+
+
+def resize(x: Tensor, size: tuple[int, int], mode: str) -> Tensor:
+    """``F.interpolate`` to ``size`` as Real-ESRGAN resizes (no antialiasing, ``align_corners=False``); ``area`` is
+    adaptive average pooling. Bicubic may overshoot [0, 1] (the pipeline clips where the reference does)."""
+    size = (max(1, int(size[0])), max(1, int(size[1])))
+    if tuple(x.shape[-2:]) == size:
+        return x
+    return F.interpolate(x, size=size, mode=mode, **({} if mode == "area" else {"align_corners": False}))
+
+
 RESAMPLES = ("matlab", "pil")
 
 
@@ -158,14 +216,11 @@ class Degradation:
         x = gaussian_blur(x, draw(self.blur, self.p_blur)[0], max_sigma=self.blur[1])
         if downscale > 1:
             x = self._resize(x, downscale)
-        def field() -> Tensor:
-            return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-
         if self.noise_field_first:
-            noise, sigma = field(), draw(self.noise, self.p_noise)[0]
+            noise, sigma = noise_field(x, generator), draw(self.noise, self.p_noise)[0]
         else:
-            sigma, noise = draw(self.noise, self.p_noise)[0], field()
-        x = (x + noise * sigma.view(n, 1, 1, 1) / 255).clamp(0, 1)
+            sigma, noise = draw(self.noise, self.p_noise)[0], noise_field(x, generator)
+        x = add_noise(x, noise, sigma)
         if c == 3:
             q, on = draw(self.quality, self.p_jpeg)
             x = torch.where(on.view(n, 1, 1, 1), jpeg(x, q.clamp(min=1).round()), x)
