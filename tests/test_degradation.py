@@ -227,3 +227,14 @@ def test_the_config_group_holds_the_code_defaults_and_rejects_bad_values():
         with pytest.raises(ConfigError, match="^task.degradation." + message) as e:
             build_net(c)
         assert "\n" not in str(e.value)
+
+
+def test_second_order_degradation_trains_through_the_composed_config(folders, tmp_path):
+    """SRTask makes each training LR with it (on_after_batch_transfer): one fast_dev_run step at ×2."""
+    from conftest import compose_cfg, folder_overrides, shrink
+
+    from srexp.cli.train import run
+
+    cfg = compose_cfg("train", shrink(*folder_overrides(folders), "task/degradation=realesrgan", "debug=fdr"))
+    assert cfg.task.degradation._target_.endswith("HighOrderDegradation")
+    run(cfg, run_dir=str(tmp_path))
