@@ -1,8 +1,11 @@
-"""Batched random degradations on the device: per-sample Gaussian blur and baseline JPEG, and the one pipeline built
-from them, :class:`Degradation` (blur → downscale → noise → JPEG → 8 bits), which blind-SR training
-(:class:`RandomDegradation`) and DFDNet's face data (``srexp.data.faces.FaceDegradation``) configure.
+"""Batched random degradations on the device. The stages — per-sample Gaussian blur, Gaussian noise (colour or gray),
+Poisson noise, resize, baseline JPEG — and the first-order pipeline built from them, :class:`Degradation` (blur →
+downscale → noise → JPEG → 8 bits), which blind-SR training (:class:`RandomDegradation`) and DFDNet's face data
+(``srexp.data.faces.FaceDegradation``) configure. Real-ESRGAN's second-order pipeline
+(:class:`srexp.ops.highorder.HighOrderDegradation`) is built from the same stages and the kernels of
+:mod:`srexp.ops.kernels`.
 
-Blur and JPEG take ``(N, C, H, W)`` floats in [0, 1] and a per-sample parameter, so one call degrades a whole batch
+The stages take ``(N, C, H, W)`` floats in [0, 1] and a per-sample parameter, so one call degrades a whole batch
 with different strengths (no loop over samples, no trip back to the CPU).
 
 JPEG here is the codec itself minus its lossless entropy coding, so its output is what a decoder would show:

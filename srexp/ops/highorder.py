@@ -72,9 +72,12 @@ def _check_round(cfg: Mapping | None, defaults: dict, key: str) -> dict:
             raise ConfigError(f"{key}.{name}={p:g} is not a probability (0–1)")
     for name, (low, high, closed) in _RANGES.items():
         v = r[name]
-        if not isinstance(v, Sequence) or len(v) != 2:
-            raise ConfigError(f"{key}.{name}={v}: needs [low, high]")
-        lo, hi = r[name] = (float(v[0]), float(v[1]))
+        try:
+            lo, hi = r[name] = tuple(float(e) for e in v) if not isinstance(v, str) else ()
+        except (TypeError, ValueError):
+            lo = hi = None
+        if lo is None or len(r[name]) != 2:
+            raise ConfigError(f"{key}.{name}={v}: needs [low, high], two numbers")
         if not ((low <= lo) if closed else (low < lo)) or not lo <= hi <= high:
             raise ConfigError(f"{key}.{name}=[{lo:g}, {hi:g}]: needs {low} {'≤' if closed else '<'} low ≤ high ≤ "
                               f"{high}")

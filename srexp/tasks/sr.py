@@ -115,7 +115,7 @@ class SRTask(SRValidation, L.LightningModule):
         # Only plain values go to hparams: checkpoints stay loadable with torch.load(weights_only=True). The
         # resolved config (net, optimiser, …) travels as a plain dict (srexp.training.callbacks.ConfigInCheckpoint).
         self.save_hyperparameters(ignore=["net", "loss", "optimizer", "scheduler", "degradation"])
-        self.degradation = degradation  # e.g. srexp.ops.degrade.RandomDegradation: training LR made on the device
+        self.degradation = degradation  # RandomDegradation, HighOrderDegradation: training LR made on the device
         self.net, self.loss = net, loss
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.init_validation(scale, protocol)
