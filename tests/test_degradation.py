@@ -102,6 +102,7 @@ def test_sinc_passes_below_its_cutoff_and_stops_well_above():
     final = random_sinc(32, gen(0), p=0.5)
     is_pulse = (final == pulse(32, 21)).all(-1).all(-1)
     assert 0 < is_pulse.sum() < 32 and torch.equal(final, random_sinc(32, gen(0), p=0.5))  # p: sinc or nothing
+    assert not torch.equal(final, random_sinc(32, gen(1), p=0.5))
 
 
 def test_filter2d_is_a_per_sample_reflect_padded_convolution():
@@ -196,6 +197,8 @@ def test_second_order_pipeline_gives_the_lr_size_and_is_seeded_by_step():
     assert deg(hr, 2, step=0).shape == (3, 3, 32, 24) and deg(hr[:, :1], 4, step=0).shape == (3, 1, 16, 12)
     clean = resize(hr, (16, 12), "area")
     assert (a - clean).abs().mean() > 0.01  # degraded, not just resized
+    other_rank = deg.apply(hr, *deg.generators(11, "cpu", rank=1), scale=4)
+    assert torch.equal(a, deg.apply(hr, *deg.generators(11, "cpu"), scale=4)) and not torch.equal(a, other_rank)
     ga, gb = gen(3), gen(3)
     assert torch.equal(deg.apply(hr, ga, scale=4), deg.apply(hr, gb, scale=4))  # one generator state, one batch
     # the draws vary across steps: the per-batch choices (resize factor, noise kind, order) show in the spread

@@ -13,8 +13,8 @@ gates and JPEG qualities are drawn per sample. Left out: the USM-sharpened targe
 pool (``queue_size``), which are the training loop's, not the degradation's.
 
 Seeding: the per-batch choices come from a CPU generator (no device sync), everything per sample from a generator
-on the batch's device; :meth:`HighOrderDegradation.__call__` seeds both from (seed, step), so a resumed run degrades
-its batches as the uninterrupted one did.
+on the batch's device; :meth:`HighOrderDegradation.__call__` seeds both from (seed, step, DDP rank), so a resumed run
+(on as many devices) degrades its batches as the uninterrupted one did.
 """
 from __future__ import annotations
 
@@ -121,13 +121,17 @@ class HighOrderDegradation:
             raise ConfigError(f"{key}.final_sinc_prob={self.final_sinc_prob:g} is not a probability (0–1)")
         self.seed = int(seed)
 
-    def generators(self, step: int, device) -> tuple[torch.Generator, torch.Generator]:
-        """(per-sample generator on ``device``, per-batch CPU generator) of training step ``step``."""
-        dev, host = (int(s) for s in np.random.SeedSequence([self.seed, step]).generate_state(2))
+    def generators(self, step: int, device, rank: int = 0) -> tuple[torch.Generator, torch.Generator]:
+        """(per-sample generator on ``device``, per-batch CPU generator) of training step ``step`` on DDP rank
+        ``rank`` (each rank degrades its share of the batch with its own draws, as each GPU's loader does in the
+        reference)."""
+        dev, host = (int(s) for s in np.random.SeedSequence([self.seed, step, rank]).generate_state(2))
         return torch.Generator(device=device).manual_seed(dev), torch.Generator().manual_seed(host)
 
     def __call__(self, hr: Tensor, scale: int, step: int) -> Tensor:
-        return self.apply(hr, *self.generators(step, hr.device), scale=scale)
+        dist = torch.distributed
+        rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+        return self.apply(hr, *self.generators(step, hr.device, rank), scale=scale)
 
     def apply(self, x: Tensor, generator: torch.Generator, host: torch.Generator | None = None,
               scale: int = 4) -> Tensor:
