@@ -206,6 +206,17 @@ def test_second_order_pipeline_gives_the_lr_size_and_is_seeded_by_step():
     assert len(spread) == 6
 
 
+def test_second_order_pipeline_with_every_stage_off_is_one_resize_to_the_lr_size():
+    """Blur, noise and the final sinc off, sizes kept (a 1-channel batch skips JPEG): what is left is the second
+    round's resize to the LR size, in one of the three modes, rounded to 8 bits."""
+    off = {"blur_prob": 0.0, "resize_prob": [0.0, 0.0, 1.0], "gaussian_noise_prob": 1.0, "noise_range": [0.0, 0.0]}
+    deg = HighOrderDegradation(first=off, second=off, final_sinc_prob=0.0)
+    hr = scene(64, 48)[:, :1].repeat(2, 1, 1, 1)
+    for step in range(3):
+        lr = deg(hr, 4, step)
+        assert any(torch.equal(lr, torch.round(resize(hr, (16, 12), m).clamp(0, 1) * 255) / 255) for m in RESIZE_MODES)
+
+
 def test_the_config_group_holds_the_code_defaults_and_rejects_bad_values():
     from conftest import compose_cfg
 
