@@ -99,6 +99,12 @@ class GANTask(SRValidation, L.LightningModule):
         """1 while the generator is pretrained alone (the first ``pretrain_steps`` Lightning steps), then 2 (GAN)."""
         return 1 if self.global_step < self.hparams.pretrain_steps else 2
 
+    def on_fit_start(self) -> None:
+        n, max_steps = self.hparams.pretrain_steps, self.trainer.max_steps
+        if n and 0 <= max_steps <= n:
+            log.warning("trainer.max_steps=%d <= task.pretrain_steps=%d: phase 2 (GAN) never starts (max_steps = "
+                        "pretrain_steps + 2 × GAN iterations)", max_steps, n)
+
     def on_after_batch_transfer(self, batch, dataloader_idx: int = 0):
         batch = super().on_after_batch_transfer(batch, dataloader_idx)
         if self.degradation is not None and self.trainer is not None and self.trainer.training and len(batch) == 2:
