@@ -322,8 +322,10 @@ class PerceptualMetrics(nn.Module):
     def _apply(self, fn, recurse: bool = True):
         for net in self.nets.values():
             net._apply(fn, recurse)
+            net.float()  # moves reach the nets, casts do not: a bf16 run still measures in float32
         return super()._apply(fn, recurse)
 
     @torch.no_grad()
     def forward(self, sr: Tensor, hr: Tensor) -> dict[str, Tensor]:
-        return {n: net(sr, hr).double() for n, net in self.nets.items()}
+        with torch.autocast(sr.device.type, enabled=False):  # mixed-precision validation: the metric in float32
+            return {n: net(sr, hr).double() for n, net in self.nets.items()}

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from typing import Callable, Mapping, Sequence
 
 import lightning as L
 import torch
@@ -42,12 +42,14 @@ class GANTask(SRValidation, L.LightningModule):
         generator_init: str | None = None,
         scale: int = 4,
         protocol: str = "rgb_uint8",
+        metrics: Sequence[str] = (),
+        metric_weights: Mapping | None = None,
     ):
         super().__init__()
         self.automatic_optimization = False
         # plain values only in hparams (checkpoints load with weights_only=True); modules travel in the config
         self.save_hyperparameters(ignore=["net", "discriminator", "loss", "adversarial", "optimizer", "d_optimizer",
-                                          "scheduler", "d_scheduler"])
+                                          "scheduler", "d_scheduler", "metrics", "metric_weights"])
         terms = {k: m for k, m in dict(loss or {}).items() if m is not None}
         weights = {k: float(w) for k, w in dict(loss_weights).items()}
         unweighted = sorted({*terms, "adversarial"} - weights.keys())
@@ -59,7 +61,7 @@ class GANTask(SRValidation, L.LightningModule):
         self.loss_weights = weights
         self.optimizer_factories = (optimizer, d_optimizer)
         self.scheduler_factories = (scheduler, d_scheduler)
-        self.init_validation(scale, protocol)
+        self.init_validation(scale, protocol, metrics, metric_weights)
         if generator_init:
             load_generator(self.net, generator_init)
             log.info("generator initialised from %s", generator_init)
