@@ -60,8 +60,9 @@ def test_datamodule_on_a_folder(tmp_path):
     dm.setup("fit")
     lr, hr = next(iter(dm.train_dataloader()))
     assert lr.shape == (4, 3, 8, 8) and hr.shape == (4, 3, 16, 16) and lr.dtype == torch.uint8
-    lr, ref, idx = next(iter(dm.val_dataloader()))
-    assert lr.shape == (1, 3, 24, 20) and ref.shape == (1, 1, 48, 40)
+    lr, ref, idx, hr = next(iter(dm.val_dataloader()))  # the HR: the perceptual metrics' reference
+    assert lr.shape == (1, 3, 24, 20) and ref.shape == (1, 1, 48, 40) and hr.shape == (1, 3, 48, 40)
+    assert hr.dtype == torch.uint8 and torch.equal(hr[0], dm.val_pairs[0].hr)
 
 
 def test_image_conversions(tmp_path):

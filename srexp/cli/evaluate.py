@@ -2,6 +2,8 @@
 
 Writes ``metrics.json`` (a list of rows ``{set, scale, psnr, ssim, n_images, protocol}``, ``protocol`` being the
 stamp: name, shave, how LR was made, test-images hash) in its run folder, and to ``eval.json`` when given.
+``eval.metrics=[lpips,dists]`` adds perceptual metrics (``lpips``, ``lpips_vgg``, ``dists``, with ``bicubic_…``)
+to every row and a column each to the table (:mod:`srexp.metrics.perceptual`).
 A set that is not under the data root is one line of the table ("missing") and the other sets are still measured.
 The paper column comes from the recipe's ``paper:`` block stamped in the checkpoint's config
 (``conf/experiment/``), else from the arch preset's row in :mod:`srexp.metrics.published`.
@@ -23,6 +25,7 @@ from srexp.ops.device import resolve_device
 from srexp.tasks.benchmark import add_paper, benchmark, markdown_table
 from srexp.training.checkpoint import load_model, load_net, nets_from_checkpoint
 from srexp.metrics import get_protocol
+from srexp.metrics.perceptual import PerceptualMetrics
 from srexp.models import TOLERANCE_DB, metadata, model_path
 from srexp.metrics.published import from_recipe
 from srexp.cli import command
@@ -58,7 +61,9 @@ def run(cfg: DictConfig) -> list[dict]:
             nets[s] = (net, get_protocol(protocol).native_channels)
     run_dir = Path(HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else "outputs/eval")
     save_dir = run_dir / "images" if cfg.eval.save_images else None
-    rows, missing = benchmark(nets, cfg.eval.sets, protocol, cfg.eval.root, device, save_dir)
+    metrics = PerceptualMetrics(list(cfg.eval.get("metrics") or []), cfg.eval.get("metric_weights"),
+                                "eval.metric_weights")
+    rows, missing = benchmark(nets, cfg.eval.sets, protocol, cfg.eval.root, device, save_dir, metrics)
     add_paper(rows, method, paper)
     print(markdown_table(rows, method, paper, missing, protocol))
     moved = check_recorded(cfg.model, rows, paper) if cfg.get("model") else []

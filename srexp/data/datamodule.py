@@ -204,7 +204,8 @@ class MultiScalePatches(Dataset):
 
 
 class ImageDataset(Dataset):
-    """Whole images for validation/test: (LR input, reference Y, index)."""
+    """Whole images for validation/test: (LR input, reference Y, index, HR in the net's channels: the perceptual
+    metrics' reference)."""
 
     def __init__(self, pairs: list[Pair]):
         self.pairs = pairs
@@ -212,9 +213,9 @@ class ImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def __getitem__(self, k: int) -> tuple[Tensor, Tensor, int]:
+    def __getitem__(self, k: int) -> tuple[Tensor, Tensor, int, Tensor]:
         p = self.pairs[k]
-        return p.lr, p.ref_y, k
+        return p.lr, p.ref_y, k, p.hr
 
 
 class SRDataModule(L.LightningDataModule):

@@ -179,12 +179,12 @@ class _Faces(Dataset):
 
     def __getitem__(self, k: int):
         p = self.pairs[k]
-        return p.lr, p.ref_y, k, p.boxes
+        return p.lr, p.ref_y, k, p.boxes, p.hr
 
 
 class FaceDataModule(L.LightningDataModule):
     """Training batches ``(lq, hq, boxes)`` (after the transfer: floats on the device) and validation batches
-    ``(lq, ref_y, index, boxes)`` of whole faces. ``cache_gb``: decode the training faces once into memory when they
+    ``(lq, ref_y, index, boxes, hq)`` of whole faces (the HQ face: the perceptual metrics' reference). ``cache_gb``: decode the training faces once into memory when they
     take at most this much (uint8 at ``size``), else decode in the workers (FFHQ at 512: 55 GB)."""
 
     def __init__(self, train: Sequence[str], val: Sequence[str], size: int = 512, scale: int = 4,
@@ -261,6 +261,6 @@ class FaceDataModule(L.LightningDataModule):
             first = self._batch_first if self._batch_first is not None else 0
             factor = self.degradation.draw_downscale(np.random.default_rng((self.seed, first, 1)))
             return self.degradation(hq, batch_generator(self.seed, first, hq.device), factor), hq, boxes.float()
-        lq, ref_y, idx, boxes = batch
-        return to_float(lq), ref_y, idx, boxes.float()
+        lq, ref_y, idx, boxes, hq = batch
+        return to_float(lq), ref_y, idx, boxes.float(), hq
 

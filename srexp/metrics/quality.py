@@ -67,31 +67,39 @@ class SRMetrics(Metric):
 
     full_state_update = False
 
-    def __init__(self, border: int, **kwargs):
+    def __init__(self, border: int, extra: tuple[str, ...] = (), **kwargs):
+        """``extra``: names of more per-image values that :meth:`update` receives (LPIPS, DISTS), kept and
+        reduced like PSNR."""
         super().__init__(**kwargs)
-        self.border = border
-        for name in ("index", "psnr", "ssim"):
+        self.border, self.extra = border, tuple(extra)
+        for name in ("index", "psnr", "ssim", *self.extra):
             self.add_state(name, [], dist_reduce_fx="cat")
 
-    def update(self, sr_y: Tensor, hr_y: Tensor, index: Tensor | None = None) -> None:
-        """``index``: the images' positions in the set; none = every image counts (no de-duplication)."""
+    def update(self, sr_y: Tensor, hr_y: Tensor, index: Tensor | None = None, **values: Tensor) -> None:
+        """``index``: the images' positions in the set; none = every image counts (no de-duplication).
+        ``values``: the per-image ``extra`` values of these images, by name."""
+        if set(values) != set(self.extra):
+            raise ValueError(f"SRMetrics.update: values {sorted(values)} given, {sorted(self.extra)} expected")
         psnr, ssim = psnr_ssim(sr_y, hr_y, self.border)
         self.index.append(torch.full_like(psnr, -1, dtype=torch.long) if index is None
                           else torch.as_tensor(index, device=psnr.device).long().reshape(-1))
         self.psnr.append(psnr)
         self.ssim.append(ssim)
+        for name in self.extra:
+            getattr(self, name).append(values[name].to(psnr).reshape(-1))
 
     def compute(self) -> dict[str, Tensor]:
+        names = ("psnr", "ssim", *self.extra)
         if isinstance(self.psnr, list) and not self.psnr:  # after a DDP sync a list state is one tensor
             zero = torch.tensor(0.0, dtype=torch.float64)
-            return {"psnr": zero, "ssim": zero, "index": torch.zeros(0, dtype=torch.long),
-                    "psnr_per_image": zero[None][:0], "ssim_per_image": zero[None][:0]}
-        index, psnr, ssim = (dim_zero_cat(x) for x in (self.index, self.psnr, self.ssim))
+            return {"index": torch.zeros(0, dtype=torch.long), **{n: zero for n in names},
+                    **{f"{n}_per_image": zero[None][:0] for n in names}}
+        index = dim_zero_cat(self.index)
         order = torch.argsort(index, stable=True)
         index = index[order]
         keep = torch.ones_like(index, dtype=torch.bool)
         keep[1:] = (index[1:] != index[:-1]) | (index[1:] < 0)
         sel = order[keep]
-        psnr, ssim = psnr[sel], ssim[sel]
-        return {"psnr": psnr.mean(), "ssim": ssim.mean(), "index": index[keep], "psnr_per_image": psnr,
-                "ssim_per_image": ssim}
+        per_image = {n: dim_zero_cat(getattr(self, n))[sel] for n in names}
+        return {**{n: v.mean() for n, v in per_image.items()}, "index": index[keep],
+                **{f"{n}_per_image": v for n, v in per_image.items()}}

@@ -16,8 +16,8 @@ class FaceTask(GANTask):
         return (ema if ema is not None and not self.training else self.net)(lq, boxes)
 
     def validation_step(self, batch, batch_idx: int) -> None:
-        lq, ref_y, idx, boxes = batch
-        self.measure(lq, ref_y, idx, sr=self(lq, boxes))
+        lq, ref_y, idx, boxes, hq = batch
+        self.measure(lq, ref_y, idx, sr=self(lq, boxes), hr=hq)
 
     def bicubic(self, lr: Tensor, sr: Tensor) -> Tensor:
         return lr  # the network's input is already at the HQ size

@@ -3,7 +3,7 @@ optionally after a pixel-loss phase of the generator alone in the same run (Real
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from typing import Callable, Mapping, Sequence
 
 import lightning as L
 import torch
@@ -59,13 +59,16 @@ class GANTask(SRValidation, L.LightningModule):
         gan_from_ema: bool = True,
         ema_decay: float | None = None,
         degradation: Callable[[torch.Tensor, int, int], torch.Tensor] | None = None,
+        metrics: Sequence[str] = (),
+        metric_weights: Mapping | None = None,
     ):
         super().__init__()
         self.automatic_optimization = False
         # plain values only in hparams (checkpoints load with weights_only=True); modules travel in the config
         self.save_hyperparameters(ignore=["net", "discriminator", "loss", "adversarial", "optimizer", "d_optimizer",
                                           "scheduler", "d_scheduler", "pretrain_loss", "pretrain_optimizer",
-                                          "pretrain_scheduler", "degradation"])
+                                          "pretrain_scheduler", "degradation", "metrics",
+                                          "metric_weights"])
         if pretrain_steps < 0 or (pretrain_steps and (pretrain_loss is None or pretrain_optimizer is None)):
             raise ConfigError(f"task.pretrain_steps={pretrain_steps} (valid: 0, or N > 0 with task.pretrain_loss and "
                               f"task.pretrain_optimizer set; found loss {type(pretrain_loss).__name__}, optimizer "
@@ -85,7 +88,7 @@ class GANTask(SRValidation, L.LightningModule):
         self.pretrain_factories = (pretrain_optimizer, pretrain_scheduler)
         self.scheduler_phases: list[int] = []  # the phase each of lr_schedulers() steps in (configure_optimizers)
         self.degradation = degradation
-        self.init_validation(scale, protocol)
+        self.init_validation(scale, protocol, metrics, metric_weights)
         if generator_init:
             load_generator(self.net, generator_init)
             log.info("generator initialised from %s", generator_init)

@@ -148,13 +148,32 @@ def check_protocols(jobs: list[Job], allow_mixed: bool) -> None:
                           f"together (valid: runs with one protocol, or --allow-mixed to rank each protocol apart)")
 
 
-def rank_jobs(jobs: list[Job]) -> None:
+# the perceptual metrics' columns (srexp.metrics.perceptual.LABELS, repeated: the report does not import torch)
+PERCEPTUAL = {"lpips": "LPIPS", "lpips_vgg": "LPIPS-VGG", "dists": "DISTS"}
+# what a leaderboard can be ranked by: val_metrics.json key → (label, higher is better)
+RANK_BY = {"psnr": ("PSNR", True), "ssim": ("SSIM", True), **{k: (v, False) for k, v in PERCEPTUAL.items()}}
+
+
+def rank_jobs(jobs: list[Job], by: str = "psnr") -> None:
+    """Rank the finished jobs of each protocol by validation ``by`` (PSNR, SSIM: higher first; LPIPS, DISTS: lower
+    first); a job without that value comes last."""
+    if by not in RANK_BY:
+        raise ReportError(f"--rank-by {by}: unknown (valid: {', '.join(RANK_BY)})")
+    higher = RANK_BY[by][1]
+    if not any(j.ok and j.metrics.get(by) is not None for j in jobs):
+        raise ReportError(f"--rank-by {by}: no job has val/{by} in its val_metrics.json (train with "
+                          f"task.metrics=[{by}]; valid here: psnr, ssim)")
     groups: dict[str, list[Job]] = {}
     for j in jobs:
         if j.ok:
             groups.setdefault(_stamp_key(j.metrics.get("stamp")), []).append(j)
+
+    def key(j: Job) -> float:
+        v = j.metrics.get(by)
+        return math.inf if v is None else (-v if higher else v)
+
     for group in groups.values():
-        for r, j in enumerate(sorted(group, key=lambda j: -(j.metrics.get("psnr") or -math.inf)), start=1):
+        for r, j in enumerate(sorted(group, key=key), start=1):
             j.rank = r
 
 
