@@ -17,9 +17,9 @@ from srexp import CONF_DIR
 REPO = Path(__file__).resolve().parent.parent
 
 
-# Presets of 5M parameters and more (EDSR 40M, D-DBPN 6–10M): building and training them at paper size takes
+# Presets of 5M parameters and more (EDSR 40M, D-DBPN 6–10M, SwinIR 12M): building and training them at paper size takes
 # seconds each on CPU, so their parametrised cases are in the full tier only (see slow_for).
-BIG_PRESETS = {"edsr", "dbpn"}
+BIG_PRESETS = {"edsr", "dbpn", "swinir"}
 
 
 def slow_for(values, slow) -> list:
