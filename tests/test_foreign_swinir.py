@@ -120,9 +120,9 @@ def test_presets_compose_with_other_axes(overrides):
     assert all(p.grad is not None for p in net.parameters())
 
 
-def test_fast_dev_run_tiny(folders, tmp_path):
-    """arch=swinir debug=fdr, shrunk (its paper size is in the slow tier of test_train; swinir_light runs there at
-    paper size in the fast tier)."""
-    cfg = compose_cfg("train", shrink(*folder_overrides(folders), "arch=swinir", "scale=2", "debug=fdr", *TINY,
+@pytest.mark.parametrize("arch", ["swinir", "swinir_light"])
+def test_fast_dev_run_tiny(arch, folders, tmp_path):
+    """arch=… debug=fdr, shrunk (at paper size both are in test_train's slow tier: conftest.BIG_PRESETS)."""
+    cfg = compose_cfg("train", shrink(*folder_overrides(folders), f"arch={arch}", "scale=2", "debug=fdr", *TINY,
                                       width=None))
     run(cfg, run_dir=str(tmp_path))

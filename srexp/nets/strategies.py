@@ -125,7 +125,8 @@ class PostUpsample(Strategy):
 
     ``stepwise``: a power-of-2 scale is made as ×2 steps (EDSR/SRResNet: ×4 = two ×2 sub-pixel layers),
     any other scale as one step; ``false`` always uses one step (ESPCN, FSRCNN). ``last_kernel: 0`` lets the
-    last upsample layer output the image itself (ESPCN's sub-pixel conv, FSRCNN's deconv)."""
+    last upsample layer output the image itself (ESPCN's sub-pixel conv, FSRCNN's deconv). The steps and the last
+    conv keep the body's output width (``num_feat`` for most bodies; SwinIR's body narrows 180 to 64 first)."""
 
     def __init__(self, in_channels: int, out_channels: int, scale: int, body: Body, upsample: Upsample,
                  num_feat: int = 64, first_kernel: int = 3, last_kernel: int = 3, act: Act | None = None,
