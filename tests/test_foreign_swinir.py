@@ -106,10 +106,9 @@ def test_body_keeps_any_size_and_refuses_bad_configs_in_one_line():
 
 
 @pytest.mark.parametrize("overrides", [["arch=swinir", "net/upsample=transposed", "scale=4"],
-                                       ["arch=swinir", "net/strategy=progressive", "scale=4"],
-                                       ["arch=swinir", "net/strategy=pre", "scale=2"],
                                        ["arch=swinir_light", "net/upsample=interpolate", "scale=3"]])
 def test_presets_compose_with_other_axes(overrides):
+    """The presets' own settings under another upsample layer (the body under every strategy: test_nets)."""
     net = srexp_net([*overrides, *TINY])
     x = torch.rand(1, 3, 5, 6)
     y = net(x)
