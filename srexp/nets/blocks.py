@@ -5,6 +5,7 @@ from typing import Callable
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torch import Tensor
 
 from srexp.nets import ConfigError
@@ -49,6 +50,16 @@ def exact_padding(kernel_size: int | None, scale: int, key: str) -> tuple[int, i
 def cat(xs: list[Tensor]) -> Tensor:
     """Channel concatenation that skips the copy for a single tensor."""
     return xs[0] if len(xs) == 1 else torch.cat(xs, dim=1)
+
+
+def pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
+    """Pad the bottom and right of ``(…, H, W)`` to multiples of ``multiple`` by reflection (SwinIR's image padding;
+    replication where the image is too small to reflect that far)."""
+    h, w = x.shape[-2:]
+    ph, pw = -h % multiple, -w % multiple
+    if not (ph or pw):
+        return x
+    return F.pad(x, (0, pw, 0, ph), mode="reflect" if ph < h and pw < w else "replicate")
 
 
 class ResBlock(nn.Module):

@@ -18,7 +18,8 @@ def count_params(net: nn.Module) -> int:
 
 @torch.no_grad()
 def macs_per_lr_pixel(net: nn.Module, channels: int | None = None, probe: int = PROBE) -> float | None:
-    """MACs of the conv/transposed-conv/linear layers of one forward pass, per LR input pixel; None for a net that
+    """MACs of the conv/transposed-conv/linear layers (and of the modules that count their own activation products
+    with ``matmul_macs(inputs, output)``: attention) of one forward pass, per LR input pixel; None for a net that
     does not take a plain LR image (a statistic must not stop a run)."""
     total = 0
 
@@ -32,9 +33,11 @@ def macs_per_lr_pixel(net: nn.Module, channels: int | None = None, probe: int = 
             total += out.numel() * (mod.in_channels // mod.groups) * kh * kw
         elif isinstance(mod, nn.Linear):
             total += out.numel() * mod.in_features
+        else:  # products between activations, e.g. attention's q·kᵀ and attn·v (srexp.nets.swinir)
+            total += mod.matmul_macs(inp, out)
 
     handles = [m.register_forward_hook(hook) for m in net.modules()
-               if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))]
+               if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)) or hasattr(m, "matmul_macs")]
     channels = getattr(net, "in_channels", None) or channels or 3
     p = next(iter(net.parameters()), None)
     x = torch.rand(1, channels, probe, probe, device=p.device if p is not None else "cpu")

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from srexp.nets import ConfigError
 from srexp.nets.blocks import (Act, DownProjection, MeanShift, UpProjection, cat, check_scale, conv, conv_act,
-                               exact_padding)
+                               exact_padding, pad_to_multiple)
 from srexp.nets.upsample import InterpolateUp
 
 Body = Callable[..., nn.Module]      # body(in_channels=…) -> module with .out_channels
@@ -47,17 +47,29 @@ class Strategy(nn.Module):
 
     any_scale: bool = False  # True where the weights do not depend on the scale (forward takes ``scale=``)
 
+    @property
+    def pad_multiple(self) -> int:
+        """The image is reflect-padded to a multiple of this before the head conv and the output cropped: the least
+        common multiple of the ``pad_multiple`` its modules declare (SwinIR's window, so windows align to the image
+        as in the official code); 1 = no padding."""
+        if "_pad_multiple" not in self.__dict__:
+            self._pad_multiple = math.lcm(*(getattr(m, "pad_multiple", 1) for m in self.modules() if m is not self))
+        return self._pad_multiple
+
     def forward(self, lr: Tensor, scale: int | None = None) -> Tensor | list[Tensor]:
         """``scale``: another scale than the built one, for nets whose weights do not depend on it
         (pre-upsampling with an interpolation: multi-scale training, one net evaluated at ×2, ×3, ×4)."""
+        h, w = lr.shape[-2:]
+        x = self.sub_mean(pad_to_multiple(lr, self.pad_multiple))
         if scale is not None and scale != self.scale:
             if not self.any_scale:
                 raise ConfigError(f"{type(self).__name__} is built for scale={self.scale}, got a ×{scale} batch "
                                   f"(valid: data.scales=null, or net/strategy=pre with net/upsample=interpolate)")
-            out = self.run(self.sub_mean(lr), scale=scale)
+            out = self.run(x, scale=scale)
         else:
-            out = self.run(self.sub_mean(lr))
-        return [self.add_mean(o) for o in out] if isinstance(out, list) else self.add_mean(out)
+            out = self.run(x)
+        outs = [self.add_mean(_crop(o, h, w, x.shape[-2])) for o in (out if isinstance(out, list) else [out])]
+        return outs if isinstance(out, list) else outs[0]
 
     def run(self, x: Tensor) -> Tensor | list[Tensor]:
         raise NotImplementedError
@@ -98,6 +110,12 @@ class PreUpsample(Strategy):
         return x + y if self.residual else y
 
 
+def _crop(out: Tensor, h: int, w: int, padded_h: int) -> Tensor:
+    """The output of an ``h × w`` image padded to height ``padded_h``: its top-left ``h·r × w·r`` (r = out/padded)."""
+    r = out.shape[-2] // padded_h
+    return out if out.shape[-2] == h * r and out.shape[-1] == w * r else out[..., :h * r, :w * r]
+
+
 def _power_of_2(scale: int) -> bool:
     return scale >= 2 and scale & (scale - 1) == 0
 
@@ -107,7 +125,8 @@ class PostUpsample(Strategy):
 
     ``stepwise``: a power-of-2 scale is made as ×2 steps (EDSR/SRResNet: ×4 = two ×2 sub-pixel layers),
     any other scale as one step; ``false`` always uses one step (ESPCN, FSRCNN). ``last_kernel: 0`` lets the
-    last upsample layer output the image itself (ESPCN's sub-pixel conv, FSRCNN's deconv)."""
+    last upsample layer output the image itself (ESPCN's sub-pixel conv, FSRCNN's deconv). The steps and the last
+    conv keep the body's output width (``num_feat`` for most bodies; SwinIR's body narrows 180 to 64 first)."""
 
     def __init__(self, in_channels: int, out_channels: int, scale: int, body: Body, upsample: Upsample,
                  num_feat: int = 64, first_kernel: int = 3, last_kernel: int = 3, act: Act | None = None,
@@ -119,11 +138,10 @@ class PostUpsample(Strategy):
         self.conv_first = conv_act(in_channels, num_feat, first_kernel, act)
         self.body = body(in_channels=num_feat)
         steps = [2] * int(math.log2(scale)) if stepwise and _power_of_2(scale) else [scale]
-        ins = [self.body.out_channels] + [num_feat] * (len(steps) - 1)
-        outs = [num_feat] * (len(steps) - 1) + [num_feat if last_kernel else out_channels]
-        self.upsample = nn.Sequential(*[upsample(in_channels=a, out_channels=b, scale=r)
-                                        for a, b, r in zip(ins, outs, steps)])
-        self.conv_last = conv(num_feat, out_channels, last_kernel) if last_kernel else nn.Identity()
+        w = self.body.out_channels  # the upsample steps keep the body's width (SwinIR: 180 in the body, 64 after)
+        outs = [w] * (len(steps) - 1) + [w if last_kernel else out_channels]
+        self.upsample = nn.Sequential(*[upsample(in_channels=w, out_channels=b, scale=r) for b, r in zip(outs, steps)])
+        self.conv_last = conv(w, out_channels, last_kernel) if last_kernel else nn.Identity()
         self._apply_init(init)
 
     def run(self, x: Tensor) -> Tensor:

@@ -30,6 +30,13 @@ PAPER: dict[str, tuple[str, str]] = {
                        "4×4 transposed convs are counted as 3×3 — our guess at the paper's arithmetic"),
     "dbpn": ("≈10M (×4)", "projection kernels grow with scale (6×6 at ×2, 8×8 at ×4)"),
     "dbpn_small": ("—", "our small variant: dense D-DBPN wiring, n0 = 128, nR = 32, T = 2"),
+    "swinir": ("11.9M (×4)", "official README (JingyunLiang/SwinIR, RCAN comparison, ×4); 11.8M in a survey's table "
+                             "(secondary: Holistic-Super-Resolution-Review README); equals the official code's count "
+                             "(spandrel's SwinIR, tests/test_foreign_swinir.py)"),
+    "swinir_light": ("878K / 886K / 897K (×2/×3/×4)", "paper Table 3, which leaves out the relative-position bias "
+                                                      "tables (24 × 225 × 6 = 32,400): ours − 32,400 = 877,752 / "
+                                                      "885,867 / 897,228 at ×2/×3/×4; equals the official code's "
+                                                      "count"),
 }
 
 
