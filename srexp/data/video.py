@@ -56,12 +56,12 @@ def _frames(container):
 
 
 def luma(rgb: np.ndarray, scale: int = 1) -> np.ndarray:
-    """``(..., H, W, 3)`` uint8 → float32 luma ``(..., H/scale, W/scale)`` (means over ``scale × scale`` blocks)."""
-    y = rgb.astype(np.float32) @ LUMA
+    """``(H, W, 3)`` uint8 → float32 luma ``(H/scale, W/scale)``: the means over ``scale × scale`` blocks (summed in
+    integers first, so a 4K frame costs no float copy of itself)."""
     if scale > 1:
-        *lead, h, w = y.shape
-        y = y.reshape(*lead, h // scale, scale, w // scale, scale).mean((-3, -1))
-    return y
+        h, w, c = rgb.shape
+        rgb = rgb.reshape(h // scale, scale, w // scale, scale, c).sum((1, 3), dtype=np.uint32)
+    return (rgb.astype(np.float32) @ LUMA) / scale**2
 
 
 def fingerprint(ups, src: Path, settings: dict) -> str:
@@ -258,8 +258,8 @@ def upscale_video(ups, src: str | Path, dst: str | Path, batch: int = 4, codec: 
             if not pending:
                 return
             big = ups(np.stack([a for _, _, a in pending]).transpose(0, 3, 1, 2))
-            ys = luma(big.transpose(0, 2, 3, 1), ups.scale)
-            for (pts, tb, _), a, y in zip(pending, big, ys):
+            for (pts, tb, _), a in zip(pending, big):
+                y = luma(a.transpose(1, 2, 0), ups.scale)
                 if prev_out is not None:
                     seg.flicker_sum += float(np.abs(y - prev_out).mean())
                     seg.flicker_pairs += 1
@@ -301,7 +301,7 @@ def upscale_video(ups, src: str | Path, dst: str | Path, batch: int = 4, codec: 
         if n < skip:
             raise ImageError(f"input={src}: {n} frames, fewer than the {skip} of the finished parts in {parts.dir} "
                              f"(delete that folder to start over)")
-        audio = _join(parts, inp, dst, fps)
+        audio = _join(parts, src, dst, fps)
     except SrexpError:
         raise
     except (av.error.FFmpegError, ValueError) as e:
@@ -317,14 +317,15 @@ def upscale_video(ups, src: str | Path, dst: str | Path, batch: int = 4, codec: 
             "resumed_frames": skip, "flicker": flicker}
 
 
-def _join(parts: Parts, inp, dst: Path, fps: Fraction) -> bool:
+def _join(parts: Parts, src: Path, dst: Path, fps: Fraction) -> bool:
     """The segments' video packets and the input's audio packets, merged in time order, into ``dst`` (written
     beside it and renamed, so ``dst`` is never half-written). Returns whether there was audio."""
     import av
 
     segs = parts.done()
     if not segs:
-        raise ImageError(f"input={inp.name}: no video frames could be decoded")
+        raise ImageError(f"input={src}: no video frames could be decoded")
+    inp = _open(src)
     ain = inp.streams.audio[0] if inp.streams.audio else None
     tmp = parts.dir / f"joined.tmp{parts.suffix}"
     first = av.open(str(parts.video(0)))
@@ -374,7 +375,6 @@ def _join(parts: Parts, inp, dst: Path, fps: Fraction) -> bool:
         def audio():
             if ain is None:
                 return
-            inp.seek(0)
             for p in inp.demux(ain):
                 if p.dts is not None:  # the demuxer's final empty packet carries no data
                     yield p
@@ -389,6 +389,7 @@ def _join(parts: Parts, inp, dst: Path, fps: Fraction) -> bool:
     finally:
         out.close()
         first.close()
+        inp.close()
     os.replace(tmp, dst)
     return ain is not None
 
