@@ -1,5 +1,5 @@
 """Peak memory of srexp-upscale on a video does not grow with the clip's length: the same command on a short and a
-long synthetic old-footage clip (srexp.data.video.old_footage: noise + JPEG per frame, AAC audio), each in its own
+long synthetic old-footage clip (srexp.data.old_footage: noise + JPEG per frame, AAC audio), each in its own
 process, its peak RSS read with getrusage.
 
     python bench/video.py [--frames 30 300] [--size 320x240] [--scale 2] [--segment 120] [-- ckpt=model.safetensors]
@@ -39,7 +39,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("overrides", nargs="*", help="srexp-upscale overrides after --, e.g. ckpt=model.safetensors")
     args = ap.parse_args()
-    from srexp.data.video import old_footage
+    from srexp.data.old_footage import old_footage
 
     w, h = map(int, args.size.split("x"))
     net = args.overrides or ["arch=bicubic", f"scale={args.scale}"]

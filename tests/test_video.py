@@ -16,6 +16,7 @@ import torch
 from conftest import REPO, compose_cfg
 from srexp.cli.upscale import Upscaler, run
 from srexp.data import video
+from srexp.data.old_footage import old_footage
 from srexp.ops.resize import imresize
 
 FRAMES = 20
@@ -24,7 +25,7 @@ UPSCALE = Upscaler.__call__
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
-    return video.old_footage(tmp_path_factory.mktemp("clip") / "old.mp4", frames=FRAMES, size=(64, 48))
+    return old_footage(tmp_path_factory.mktemp("clip") / "old.mp4", frames=FRAMES, size=(64, 48))
 
 
 def cfg(src, dst, *over):
@@ -143,7 +144,7 @@ def test_resumes_after_a_failure_without_redoing_frames(clip, tmp_path, monkeypa
 
 @pytest.mark.slow
 def test_resumes_after_sigkill(tmp_path):
-    src = video.old_footage(tmp_path / "long.mp4", frames=60, size=(64, 48))
+    src = old_footage(tmp_path / "long.mp4", frames=60, size=(64, 48))
     dst = tmp_path / "long_x2.mp4"
     cmd = [sys.executable, "-m", "srexp.cli.upscale", "arch=bicubic", "scale=2", f"input={src}", f"output={dst}",
            "video.segment=5", "batch=1"]
