@@ -39,8 +39,12 @@ def decode(path):
     with av.open(str(path)) as c:
         v = c.streams.video[0]
         frames = [(f.pts * f.time_base, f.to_ndarray(format="rgb24")) for f in c.decode(v)]
-        a = c.streams.audio[0] if c.streams.audio else None
-        audio = None if a is None else (a.codec_context.name, float(a.duration * a.time_base))
+        audio = None
+        if c.streams.audio:  # the end of its last packet (Matroska keeps no stream duration)
+            a = c.streams.audio[0]
+            c.seek(0)
+            end = max((p.pts + p.duration) * p.time_base for p in c.demux(a) if p.pts is not None)
+            audio = (a.codec_context.name, float(end - frames[0][0]))  # from the first frame's time
         return v.average_rate, (v.codec_context.width, v.codec_context.height), frames, audio
 
 
@@ -140,6 +144,34 @@ def test_resumes_after_a_failure_without_redoing_frames(clip, tmp_path, monkeypa
     assert summary["flicker"] == pytest.approx(whole["flicker"], abs=1e-9)  # the pairs across the restart counted
     assert [a.tolist() for _, a in decode(dst)[2]] == [a.tolist() for _, a in decode(tmp_path / "whole.mp4")[2]]
     assert not parts.exists()
+
+
+def test_other_weights_start_over(clip, tmp_path, monkeypatch, caplog):
+    """A trained net's checkpoint (tiled with its receptive field), into Matroska: parts of other weights (same
+    layers) are not used."""
+    from test_upscale import fake_checkpoint
+
+    caplog.set_level(logging.INFO, logger="srexp.data.video")
+    ckpt_a, _ = fake_checkpoint(tmp_path / "a.ckpt")
+    state = torch.load(ckpt_a, weights_only=True)
+    key = next(k for k in state["state_dict"] if k.endswith("weight"))
+    state["state_dict"][key] = state["state_dict"][key] + 0.01
+    torch.save(state, tmp_path / "b.ckpt")
+    dst = tmp_path / "net.mkv"
+    NetCounter(monkeypatch, fail_after=6)
+    with pytest.raises(RuntimeError):
+        run(compose_cfg("upscale", [f"ckpt={ckpt_a}", f"input={clip}", f"output={dst}", "batch=3", "tile=32",
+                                    "video.segment=6"]))
+    assert (tmp_path / "net.mkv.parts" / "000000.json").is_file()
+    counter = NetCounter(monkeypatch)
+    summary = run(compose_cfg("upscale", [f"ckpt={tmp_path / 'b.ckpt'}", f"input={clip}", f"output={dst}", "batch=3",
+                                          "tile=32", "video.segment=6"]))
+    assert counter.frames == summary["net_frames"] == summary["frames"] == FRAMES
+    assert "starting over" in caplog.text and "resumed:" not in caplog.text
+    rate, size, frames, audio = decode(dst)
+    assert rate == 12 and size == (128, 96) and len(frames) == FRAMES
+    # within one AAC frame: Matroska gives the last packet a whole frame's duration
+    assert audio[0] == "aac" and abs(audio[1] - decode(clip)[3][1]) < 1024 / 16000
 
 
 @pytest.mark.slow

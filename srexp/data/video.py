@@ -194,13 +194,13 @@ class Progress:
         dt = time.perf_counter() - self.t0
         return (self.done - self.start) / dt if dt > 0 else 0.0
 
-    def line(self) -> str:
+    def line(self, eta: bool = True) -> str:
         of = f"/{self.total}" if self.total else ""
-        eta = ""
-        if self.total and self.fps > 0:
+        eta = "" if eta else None
+        if eta is not None and self.total and self.fps > 0:
             eta = f", ETA {_hms(max(self.total - self.done, 0) / self.fps)}"
         return (f"frames {self.done}{of}, {self.fps:.2f} fps, elapsed "
-                f"{_hms(time.perf_counter() - self.t0)}{eta}")
+                f"{_hms(time.perf_counter() - self.t0)}{eta or ''}")
 
     def advance(self, n: int) -> None:
         self.done += n
@@ -213,7 +213,7 @@ class Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.stop()
-        log.info(self.line())
+        log.info(self.line(eta=False))
 
 
 def _hms(s: float) -> str:
