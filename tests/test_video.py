@@ -200,3 +200,19 @@ def test_resumes_after_sigkill(tmp_path):
     assert rate == 12 and size == (128, 96) and len(frames) == 60 and audio[0] == "aac"
     assert [t for t, _ in frames] == [Fraction(k, 12) for k in range(60)]
     assert not parts.exists()
+
+
+def test_bad_settings_are_one_line_and_leave_no_parts(clip, tmp_path):
+    from srexp.errors import ConfigError
+
+    foreign = tmp_path / "a.mp4.parts"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match=r"a.mp4.parts exists and is not srexp-upscale's parts folder"):
+        run(cfg(clip, tmp_path / "a.mp4"))
+    assert (foreign / "notes.txt").read_text() == "mine"  # never deleted
+    with pytest.raises(ConfigError, match=r"^video.codec=nope: FFmpeg has no such encoder"):
+        run(cfg(clip, tmp_path / "b.mp4", "video.codec=nope"))
+    with pytest.raises(ConfigError, match=r"^video.segment=-1: needs 0"):
+        run(cfg(clip, tmp_path / "b.mp4", "video.segment=-1"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mp4.parts"]

@@ -78,7 +78,7 @@ def fingerprint(ups, src: Path, settings: dict) -> str:
     h.update(repr(ups.net).encode())
     for k, v in ups.net.state_dict().items():
         h.update(k.encode())
-        h.update(v.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        h.update(v.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy())
     return h.hexdigest()[:32]
 
 
@@ -91,11 +91,17 @@ class Parts:
         self.dir, self.suffix = dst.with_name(dst.name + ".parts"), dst.suffix
         manifest = self.dir / "manifest.json"
         old = None
+        if self.dir.exists() and not self.dir.is_dir():
+            raise ConfigError(f"output={dst}: {self.dir} is a file, where the parts folder goes: move it away")
         if manifest.is_file():
             try:
-                old = json.loads(manifest.read_text()).get("fingerprint")
+                data = json.loads(manifest.read_text())
+                old = data.get("fingerprint", "none") if isinstance(data, dict) else "unreadable"
             except (OSError, ValueError):
                 old = "unreadable"
+        elif self.dir.is_dir() and any(not p.name.startswith(("manifest.json.tmp", ".")) for p in self.dir.iterdir()):
+            raise ConfigError(f"output={dst}: {self.dir} exists and is not srexp-upscale's parts folder (no "
+                              f"manifest.json): move it away or choose another output")
         if old is not None and old != key:
             log.info("%s: made from another input, model or settings: starting over", self.dir)
         if old != key and self.dir.exists():
@@ -136,7 +142,12 @@ class Segment:
         self.parts, self.k = parts, k
         self.tmp = parts.dir / f"{k:06d}.tmp{parts.suffix}"
         self.c = av.open(str(self.tmp), "w")
-        self.s = self.c.add_stream(codec, rate=fps)
+        try:
+            self.s = self.c.add_stream(codec, rate=fps)
+        except av.codec.codec.UnknownCodecError:
+            self.abort()
+            raise ConfigError(f"video.codec={codec}: FFmpeg has no such encoder here (e.g. libx264, mpeg4, ffv1)") \
+                from None
         self.s.width, self.s.height = w, h
         self.s.pix_fmt = "yuv420p" if w % 2 == 0 and h % 2 == 0 else "yuv444p"  # 4:2:0 needs even sides
         self.s.time_base = time_base
@@ -234,6 +245,7 @@ def upscale_video(ups, src: str | Path, dst: str | Path, batch: int = 4, codec: 
     if segment < 0:
         raise ConfigError(f"video.segment={segment}: needs 0 (one part) or more frames")
     inp = _open(src)
+    parts = None
     try:
         vin = inp.streams.video[0]
         fps = vin.average_rate or vin.guessed_rate or Fraction(25)
@@ -304,9 +316,11 @@ def upscale_video(ups, src: str | Path, dst: str | Path, batch: int = 4, codec: 
             raise ImageError(f"input={src}: {n} frames, fewer than the {skip} of the finished parts in {parts.dir} "
                              f"(delete that folder to start over)")
         audio = _join(parts, src, dst, fps)
-    except SrexpError:
-        raise
-    except (av.error.FFmpegError, ValueError) as e:
+    except BaseException as e:
+        if parts is not None and not parts.done():  # nothing to resume from: leave no folder behind
+            shutil.rmtree(parts.dir, ignore_errors=True)
+        if isinstance(e, SrexpError) or not isinstance(e, (av.error.FFmpegError, ValueError)):
+            raise
         raise ImageError(f"{src} → {dst}: {str(e).splitlines()[0][:200]}") from None
     finally:
         inp.close()
