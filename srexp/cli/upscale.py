@@ -2,7 +2,7 @@
 
     srexp-upscale ckpt=outputs/…/checkpoints/last.ckpt input=photo.png output=photo_x2.png
     srexp-upscale ckpt=model.safetensors input=photos/ output=photos_x2/
-    srexp-upscale ckpt=… input=clip.mp4 output=clip_x2.mp4          (audio copied, same frame rate)
+    srexp-upscale ckpt=… input=clip.mp4 output=clip_x2.mp4          (audio copied, same frame rate, resumable)
     srexp-upscale arch=bicubic scale=4 input=photo.png output=photo_bicubic.png
 
 What comes in goes out: 8 or 16 bits, gray or RGB, alpha (upscaled by MATLAB bicubic beside the net). A Y-channel net
@@ -183,9 +183,17 @@ def run(cfg: DictConfig) -> dict:
     elif suffix in VIDEO_SUFFIXES:
         from srexp.data.video import upscale_video
 
-        summary = upscale_video(ups, src, dst, batch=int(cfg.batch), codec=cfg.video.codec, crf=int(cfg.video.crf))
+        v = cfg.video
+        summary = upscale_video(ups, src, dst, batch=int(cfg.batch), codec=v.codec, crf=int(v.crf),
+                                segment=int(v.segment), log_every=float(v.log_every))
+        flicker = summary["flicker"]
         print(f"upscaled {summary['frames']} frames ×{ups.scale} to {dst} ({summary['width']}×{summary['height']}, "
-              f"{summary['fps']} fps, audio {'copied' if summary['audio'] else 'none'})")
+              f"{summary['fps']:g} fps, audio {'copied' if summary['audio'] else 'none'}"
+              + (f", {summary['resumed_frames']} frames from the interrupted run" if summary["resumed_frames"] else "")
+              + ")")
+        if flicker["output"] is not None:
+            print(f"flicker: output {flicker['output']:.2f} vs input {flicker['input']:.2f} "
+                  f"(mean |Δ| between consecutive frames, 8-bit luma levels on the input grid)")
     else:
         if dst.is_dir():
             dst = dst / src.name
