@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 # Presets of 5M parameters and more (EDSR 40M, D-DBPN 6–10M): building and training them at paper size takes
 # seconds each on CPU, so their parametrised cases are in the full tier only (see slow_for).
-BIG_PRESETS = {"edsr", "dbpn"}
+BIG_PRESETS = {"edsr", "dbpn", "rcan", "rrdb"}
 
 
 def slow_for(values, slow) -> list:

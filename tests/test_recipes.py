@@ -19,7 +19,8 @@ from srexp.cli.train import run
 RECIPES = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 # recipe file prefix → srexp.metrics.published method, for the consistency check of the `paper:` blocks
 METHOD = {"srcnn": "srcnn", "fsrcnn": "fsrcnn_t91", "vdsr": "vdsr", "lapsrn": "lapsrn", "edsr_baseline": "edsr_baseline",
-          "srresnet": "srresnet", "srgan": "srgan", "espcn": "espcn_t91", "dbpn": "dbpn"}
+          "srresnet": "srresnet", "srgan": "srgan", "espcn": "espcn_t91", "dbpn": "dbpn", "rcan": "rcan",
+          "rrdb": "rrdb"}
 
 
 
