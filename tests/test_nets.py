@@ -181,6 +181,10 @@ def test_any_body_under_any_strategy(strategy: str, body: str) -> None:
         (["net/upsample=interpolate", "net.upsample.mode=area"], r"^net\.upsample\.mode=area is unknown \(valid:"),
         (["arch=espcn", "net/upsample=interpolate", "net.upsample.kernel_size=0"], r"^net\.upsample\.kernel_size=0 cannot map 32 to 1 channels"),
         (["arch=edsr_baseline", "channels=1"], r"^net\.rgb_mean has 3 values for channels=1"),
+        (["arch=rcan", "net/strategy=iterative", "net.num_feat=8", "net.body.num_block=1"],
+         r"^net\.act=null: the iterative projection units need an activation"),
+        (["arch=rrdb", "net.last_kernel=0", "net.num_feat=8", "net.body.num_block=1"],
+         r"^net\.hr_kernel=3 needs a last conv after it, got net\.last_kernel=0"),
     ],
 )
 def test_bad_configs_fail_in_one_line(overrides: list[str], message: str) -> None:
@@ -191,6 +195,23 @@ def test_bad_configs_fail_in_one_line(overrides: list[str], message: str) -> Non
     with pytest.raises(InstantiationException) as wrapped:  # plain hydra instantiate: the cause is kept
         instantiate(cfg.net)
     assert isinstance(wrapped.value.__cause__, ConfigError)
+
+
+@pytest.mark.parametrize("overrides, keys, target", [
+    (["net/strategy=pre"], ["net.hr_kernel", "net.hr_act"], "PreUpsample"),  # the post-only keys of the preset
+    (["net/upsample=pixel_shuffle"], ["net.upsample.mode"], "PixelShuffleUp"),  # an interpolate-only key, nested
+])
+def test_keys_the_chosen_class_does_not_take_are_one_line(overrides, keys, target) -> None:
+    """A preset's axis-specific keys after switching that axis: one line naming the keys, the class and its keys."""
+    cfg = compose_cfg("arch=rrdb", "net.num_feat=8", "net.body.num_block=1", *overrides)
+    verb = "is not an option" if len(keys) == 1 else "are not options"
+    drop = " ".join(f"~{k}" for k in keys)
+    with pytest.raises(ConfigError, match=rf"^{re.escape(' and '.join(keys))} {verb} of srexp\.nets\.\w+\.{target} "
+                                          rf"\(drop with {re.escape(drop)}; valid: in_channels, ") as e:
+        build_net(cfg.net)
+    assert "\n" not in str(e.value)
+    cfg = compose_cfg("arch=rrdb", "net.num_feat=8", "net.body.num_block=1", *overrides, *drop.split())
+    check_forward_backward(build_net(cfg.net), 3, 2)  # dropped as the message says: it builds and trains
 
 
 def test_reshape_vs_pixel_shuffle_placement() -> None:

@@ -50,8 +50,8 @@ def build_net(cfg: Any) -> nn.Module:
 
 
 def _unknown_key(cfg: Any, path: str | None = None) -> ConfigError | None:
-    """The first key of ``cfg`` (or of a node below it) that its ``_target_`` does not take, as one line naming the
-    key, the target and its valid keys; None where every key is taken."""
+    """The keys of the first node of ``cfg`` (itself, else a node below it) that its ``_target_`` does not take, as
+    one line naming the keys, the target and its valid keys; None where every key is taken."""
     from hydra.utils import get_object
     from omegaconf import DictConfig
 
@@ -63,11 +63,11 @@ def _unknown_key(cfg: Any, path: str | None = None) -> ConfigError | None:
             params = inspect.signature(get_object(cfg._target_)).parameters
         except Exception:  # noqa: BLE001 - an unimportable target is Hydra's own error to report
             return None
-        if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-            for key in cfg:
-                if not str(key).startswith("_") and key not in params:
-                    return ConfigError(f"{path}.{key} is not an option of {cfg._target_} (drop it with "
-                                       f"~{path}.{key}; valid: {', '.join(params)})")
+        unknown = [f"{path}.{key}" for key in cfg if not str(key).startswith("_") and key not in params]
+        if unknown and not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            keys, drop = " and ".join(unknown), " ".join(f"~{k}" for k in unknown)
+            verb = "is not an option" if len(unknown) == 1 else "are not options"
+            return ConfigError(f"{keys} {verb} of {cfg._target_} (drop with {drop}; valid: {', '.join(params)})")
     for key in cfg:
         found = _unknown_key(cfg._get_node(key), f"{path}.{key}")
         if found is not None:
