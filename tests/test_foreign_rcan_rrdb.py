@@ -13,6 +13,7 @@ from conftest import compose_cfg, folder_overrides, shrink
 from spandrel_ref import spandrel
 from srexp.nets import build_net
 from srexp.nets.foreign import ForeignCheckpointError, esrgan, rcan
+from srexp.nets.stats import receptive_radius
 
 LAYOUTS = esrgan.LAYOUTS + rcan.LAYOUTS
 TOL = 1e-5
@@ -52,6 +53,9 @@ def convert_and_compare(reference: torch.nn.Module, state: dict, layout_name: st
         want, got = reference.eval()(x.clone()), net(x)  # spandrel's RCAN scales its input in place: a copy
     assert got.shape == want.shape == (2, 3, 7 * scale, 9 * scale)
     assert (got - want).abs().max().item() <= TOL
+    # tiling: RCAN's channel attention pools the whole image (no exact tiles); RRDB has a finite reach
+    radius = receptive_radius(net, 3)
+    assert radius is None if layout.arch == "rcan" else radius > 0
     return converted.overrides
 
 
