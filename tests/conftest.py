@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parent.parent
 # Presets of 5M parameters and more (EDSR 40M, D-DBPN 6–10M, SwinIR 12M) and SwinIR-light (0.9M, but 24 attention
 # layers: ~8 s for a fast_dev_run on CPU): building and training them at paper size takes
 # seconds each on CPU, so their parametrised cases are in the full tier only (see slow_for).
-BIG_PRESETS = {"edsr", "dbpn", "swinir", "swinir_light"}
+BIG_PRESETS = {"edsr", "dbpn", "rcan", "rrdb", "swinir", "swinir_light"}
 
 
 def slow_for(values, slow) -> list:

@@ -33,10 +33,21 @@ def _stand_in() -> None:
 def spandrel():
     """The spandrel module (skips the test with a reason when spandrel is not installed: ``pip install --no-deps
     spandrel einops``)."""
+    if "spandrel" in sys.modules:
+        return sys.modules["spandrel"]
     try:
         import torchvision  # noqa: F401
     except Exception:  # noqa: BLE001 - missing, or present but broken beside this torch: either way stand in
-        for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
-            del sys.modules[name]
+        _drop_torchvision()
         _stand_in()
+        try:
+            return pytest.importorskip("spandrel",
+                                       reason="spandrel is not installed (pip install --no-deps spandrel einops)")
+        finally:  # spandrel keeps its references; later tests must not see a torchvision without a __spec__
+            _drop_torchvision()  # (Lightning's import checks call importlib.util.find_spec("torchvision"))
     return pytest.importorskip("spandrel", reason="spandrel is not installed (pip install --no-deps spandrel einops)")
+
+
+def _drop_torchvision() -> None:
+    for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
+        del sys.modules[name]

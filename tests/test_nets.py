@@ -40,17 +40,39 @@ def outputs(net: torch.nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
     return y if isinstance(y, list) else [y]
 
 
+def dead_attention(net: torch.nn.Module) -> tuple[set[str], list]:
+    """Hooks recording, per channel-attention module (RCAN), whether its squeeze ReLU is inactive for the whole batch:
+    then the squeeze conv and the excite conv's weight get an exact zero gradient (a dead ReLU at init, as in the
+    official RCAN), which is not a disconnected parameter. Returns the set the hooks fill and the handles."""
+    from srexp.nets.residual import ChannelAttention
+
+    dead: set[str] = set()
+    handles = []
+    for name, m in net.named_modules():
+        if isinstance(m, ChannelAttention):
+            def hook(_mod, _inp, out, name=name):
+                if not (out > 0).any():
+                    dead.update(f"{name}.attend.{k}" for k in ("0.weight", "0.bias", "2.weight"))
+            handles.append(m.attend[1].register_forward_hook(hook))
+    return dead, handles
+
+
 def check_forward_backward(net: torch.nn.Module, channels: int, scale: int) -> None:
-    """Output sizes (×2, ×4, … for progressive; the last one ×scale) and a gradient for every parameter."""
+    """Output sizes (×2, ×4, … for progressive; the last one ×scale) and a gradient for every parameter (exactly
+    zero only behind a channel attention's ReLU that is inactive for the whole batch: :func:`dead_attention`)."""
     x = torch.rand(2, channels, *LR)
+    dead, handles = dead_attention(net)
     ys = outputs(net, x)
+    for h in handles:
+        h.remove()
     assert ys[-1].shape == (2, channels, LR[0] * scale, LR[1] * scale)
     for k, y in enumerate(ys[:-1], start=1):
         assert y.shape == (2, channels, LR[0] * 2**k, LR[1] * 2**k)
     if num_params(net) == 0:  # the interpolation baselines
         return
     sum(y.square().mean() for y in ys).backward()
-    missing = [n for n, p in net.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    missing = [n for n, p in net.named_parameters()
+               if p.grad is None or not (p.grad.abs().sum() > 0 or (n in dead and p.grad.abs().sum() == 0))]
     assert not missing, f"no gradient for {missing[:5]}"
 
 
@@ -96,6 +118,10 @@ def test_paper_sizes() -> None:
     assert abs(num_params(vdsr) - 665_000) <= 1_000
     assert num_params(build_net(compose_cfg("arch=edsr", "scale=4").net)) == pytest.approx(43e6, rel=0.01)
     assert num_params(build_net(compose_cfg("arch=edsr_baseline", "scale=4").net)) == pytest.approx(1.5e6, rel=0.02)
+    # the 16M presets (slow in test_preset): ×4 built here against the table and the published counts
+    rcan, rrdb = (num_params(build_net(compose_cfg(f"arch={a}", "scale=4").net)) for a in ("rcan", "rrdb"))
+    assert (rcan, rrdb) == (table_counts()["rcan"][1], table_counts()["rrdb"][1])
+    assert rcan == pytest.approx(16e6, rel=0.03) and rrdb == 16_697_987
     # SRCNN and FSRCNN papers count weights only
     for name, paper in (("srcnn", 8_032), ("srcnn_955", 57_184), ("fsrcnn", 12_464)):
         net = build_net(compose_cfg(f"arch={name}", "scale=3").net)
@@ -155,6 +181,10 @@ def test_any_body_under_any_strategy(strategy: str, body: str) -> None:
         (["net/upsample=interpolate", "net.upsample.mode=area"], r"^net\.upsample\.mode=area is unknown \(valid:"),
         (["arch=espcn", "net/upsample=interpolate", "net.upsample.kernel_size=0"], r"^net\.upsample\.kernel_size=0 cannot map 32 to 1 channels"),
         (["arch=edsr_baseline", "channels=1"], r"^net\.rgb_mean has 3 values for channels=1"),
+        (["arch=rcan", "net/strategy=iterative", "net.num_feat=8", "net.body.num_block=1"],
+         r"^net\.act=null: the iterative projection units need an activation"),
+        (["arch=rrdb", "net.last_kernel=0", "net.num_feat=8", "net.body.num_block=1"],
+         r"^net\.hr_kernel=3 needs a last conv after it, got net\.last_kernel=0"),
     ],
 )
 def test_bad_configs_fail_in_one_line(overrides: list[str], message: str) -> None:
@@ -165,6 +195,23 @@ def test_bad_configs_fail_in_one_line(overrides: list[str], message: str) -> Non
     with pytest.raises(InstantiationException) as wrapped:  # plain hydra instantiate: the cause is kept
         instantiate(cfg.net)
     assert isinstance(wrapped.value.__cause__, ConfigError)
+
+
+@pytest.mark.parametrize("overrides, keys, target", [
+    (["net/strategy=pre"], ["net.hr_kernel", "net.hr_act"], "PreUpsample"),  # the post-only keys of the preset
+    (["net/upsample=pixel_shuffle"], ["net.upsample.mode"], "PixelShuffleUp"),  # an interpolate-only key, nested
+])
+def test_keys_the_chosen_class_does_not_take_are_one_line(overrides, keys, target) -> None:
+    """A preset's axis-specific keys after switching that axis: one line naming the keys, the class and its keys."""
+    cfg = compose_cfg("arch=rrdb", "net.num_feat=8", "net.body.num_block=1", *overrides)
+    verb = "is not an option" if len(keys) == 1 else "are not options"
+    drop = " ".join(f"~{k}" for k in keys)
+    with pytest.raises(ConfigError, match=rf"^{re.escape(' and '.join(keys))} {verb} of srexp\.nets\.\w+\.{target} "
+                                          rf"\(drop with {re.escape(drop)}; valid: in_channels, ") as e:
+        build_net(cfg.net)
+    assert "\n" not in str(e.value)
+    cfg = compose_cfg("arch=rrdb", "net.num_feat=8", "net.body.num_block=1", *overrides, *drop.split())
+    check_forward_backward(build_net(cfg.net), 3, 2)  # dropped as the message says: it builds and trains
 
 
 def test_reshape_vs_pixel_shuffle_placement() -> None:

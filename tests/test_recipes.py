@@ -19,8 +19,8 @@ from srexp.cli.train import run
 RECIPES = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 # recipe file prefix → srexp.metrics.published method, for the consistency check of the `paper:` blocks
 METHOD = {"srcnn": "srcnn", "fsrcnn": "fsrcnn_t91", "vdsr": "vdsr", "lapsrn": "lapsrn", "edsr_baseline": "edsr_baseline",
-          "srresnet": "srresnet", "srgan": "srgan", "espcn": "espcn_t91", "dbpn": "dbpn", "swinir": "swinir",
-          "swinir_light": "swinir_light"}
+          "srresnet": "srresnet", "srgan": "srgan", "espcn": "espcn_t91", "dbpn": "dbpn", "rcan": "rcan",
+          "rrdb": "rrdb", "swinir": "swinir", "swinir_light": "swinir_light"}
 
 # recipes of blind-SR methods whose papers' numbers are not recorded in srexp/metrics/published.py (docs/realesrgan.md)
 NO_PAPER_TABLE = ("realesrgan_x4",)

@@ -104,6 +104,27 @@ PAPERS: dict[str, dict] = {
         "protocol": "rgb_uint8",
         "x4": {"Set5": [32.46, 0.8968], "Set14": [28.80, 0.7876], "B100": [27.71, 0.7420], "Urban100": [26.64, 0.8033]},
     },
+    "rcan": {
+        "source": "RCAN (Zhang et al., ECCV 2018), trained on DIV2K. Secondary: the paper's tables were not retrievable "
+                  "here; the rows as the SwinIR paper's Table 2 (Liang et al., ICCVW 2021) quotes them, read in a "
+                  "markdown transcription of that paper; ×2/×3/×4 agree with two more copies (an ESRT-style LaTeX "
+                  "table and a CBPN-style README table; one distillation paper's RCAN teacher row has ×2 Set14 34.13, "
+                  "the three others 34.12), ×4 also with the xinntao/ESRGAN README and the "
+                  "AVC2-UESTC/Holistic-Super-Resolution-Review README. Set5 is primary: the authors' per-image results "
+                  "(yulunzhang/RCAN RCAN_TestCode/PSNR_SSIM_Results_BI_model.txt, Y, `scale` shaved: means 38.274 / "
+                  "0.9614, 34.742 / 0.9299, 32.634 / 0.9002). Manga109 (not a set srexp ships) left out.",
+        "protocol": "rgb_uint8",
+        "x2": {"Set5": [38.27, 0.9614], "Set14": [34.12, 0.9216], "B100": [32.41, 0.9027], "Urban100": [33.34, 0.9384]},
+        "x3": {"Set5": [34.74, 0.9299], "Set14": [30.65, 0.8482], "B100": [29.32, 0.8111], "Urban100": [29.09, 0.8702]},
+        "x4": {"Set5": [32.63, 0.9002], "Set14": [28.87, 0.7889], "B100": [27.77, 0.7436], "Urban100": [26.82, 0.8087]},
+    },
+    "rrdb": {
+        "source": "ESRGAN's PSNR-oriented RRDBNet (RRDB_PSNR_x4; Wang et al., ECCVW 2018), trained on DF2K (DIV2K + "
+                  "Flickr2K): the authors' table in the xinntao/ESRGAN README (\"RRDB(ours)\", DF2K), the same row as "
+                  "the SwinIR paper's Table 2 quotes it (\"RRDB\", DIV2K+Flickr2K). ×4 only. Manga109 left out.",
+        "protocol": "rgb_uint8",
+        "x4": {"Set5": [32.73, 0.9011], "Set14": [28.99, 0.7917], "B100": [27.85, 0.7455], "Urban100": [27.03, 0.8153]},
+    },
     "srresnet": {
         "source": "SRResNet (Ledig et al., CVPR 2017, Table 2): Y PSNR / SSIM, 4-pixel border shaved",
         "protocol": "rgb_uint8",

@@ -15,10 +15,12 @@ Contracts (one for each axis, so that any body and any upsample layer work under
   The strategy calls it as many times as it needs (once per ×2 step, per projection unit, …).
 
 A config the axes cannot build raises :class:`ConfigError` with one line naming the key and the valid
-choices. Hydra wraps exceptions raised inside ``instantiate``; :func:`build_net` unwraps it.
+choices. Hydra wraps exceptions raised inside ``instantiate``; :func:`build_net` unwraps it, and turns a key that
+the chosen class does not take (a preset's strategy-specific key after ``net/strategy=…``) into such a line.
 """
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch.nn as nn
@@ -40,8 +42,37 @@ def build_net(cfg: Any) -> nn.Module:
         while cause is not None and not isinstance(cause, ConfigError):
             cause = cause.__cause__
         if cause is None:
-            raise
+            unknown = _unknown_key(cfg) if isinstance(e.__cause__, TypeError) else None
+            if unknown is None:
+                raise
+            raise unknown from None
         raise cause from None
+
+
+def _unknown_key(cfg: Any, path: str | None = None) -> ConfigError | None:
+    """The keys of the first node of ``cfg`` (itself, else a node below it) that its ``_target_`` does not take, as
+    one line naming the keys, the target and its valid keys; None where every key is taken."""
+    from hydra.utils import get_object
+    from omegaconf import DictConfig
+
+    if not isinstance(cfg, DictConfig):
+        return None
+    path = path or cfg._get_full_key(None) or "net"  # a standalone net config (a checkpoint's) is the net
+    if "_target_" in cfg:
+        try:
+            params = inspect.signature(get_object(cfg._target_)).parameters
+        except Exception:  # noqa: BLE001 - an unimportable target is Hydra's own error to report
+            return None
+        unknown = [f"{path}.{key}" for key in cfg if not str(key).startswith("_") and key not in params]
+        if unknown and not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            keys, drop = " and ".join(unknown), " ".join(f"~{k}" for k in unknown)
+            verb = "is not an option" if len(unknown) == 1 else "are not options"
+            return ConfigError(f"{keys} {verb} of {cfg._target_} (drop with {drop}; valid: {', '.join(params)})")
+    for key in cfg:
+        found = _unknown_key(cfg._get_node(key), f"{path}.{key}")
+        if found is not None:
+            return found
+    return None
 
 
 __all__ = ["ConfigError", "build_net"]

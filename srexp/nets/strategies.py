@@ -131,21 +131,25 @@ class PostUpsample(Strategy):
     def __init__(self, in_channels: int, out_channels: int, scale: int, body: Body, upsample: Upsample,
                  num_feat: int = 64, first_kernel: int = 3, last_kernel: int = 3, act: Act | None = None,
                  stepwise: bool = True, init: Init | Sequence[Init] | None = None,
-                 rgb_mean: Sequence[float] | None = None) -> None:
+                 rgb_mean: Sequence[float] | None = None, hr_kernel: int = 0, hr_act: Act | None = None) -> None:
         super().__init__(in_channels, out_channels, scale, rgb_mean)
         if not first_kernel:
             raise ConfigError("net.first_kernel=0: post-upsampling needs a head conv (valid: 1, 3, 5, …)")
+        if hr_kernel and not last_kernel:
+            raise ConfigError(f"net.hr_kernel={hr_kernel} needs a last conv after it, got net.last_kernel=0 "
+                              f"(valid: hr_kernel: 0, or last_kernel >= 1)")
         self.conv_first = conv_act(in_channels, num_feat, first_kernel, act)
         self.body = body(in_channels=num_feat)
         steps = [2] * int(math.log2(scale)) if stepwise and _power_of_2(scale) else [scale]
         w = self.body.out_channels  # the upsample steps keep the body's width (SwinIR: 180 in the body, 64 after)
         outs = [w] * (len(steps) - 1) + [w if last_kernel else out_channels]
         self.upsample = nn.Sequential(*[upsample(in_channels=w, out_channels=b, scale=r) for b, r in zip(outs, steps)])
+        self.conv_hr = conv_act(w, w, hr_kernel, hr_act) if hr_kernel else nn.Identity()
         self.conv_last = conv(w, out_channels, last_kernel) if last_kernel else nn.Identity()
         self._apply_init(init)
 
     def run(self, x: Tensor) -> Tensor:
-        return self.conv_last(self.upsample(self.body(self.conv_first(x))))
+        return self.conv_last(self.conv_hr(self.upsample(self.body(self.conv_first(x)))))
 
 
 class ProgressiveUpsample(Strategy):
@@ -203,6 +207,9 @@ class IterativeUpsample(Strategy):
                  last_kernel: int = 3, kernel_size: int | None = None, act: Act = nn.PReLU,
                  init: Init | Sequence[Init] | None = None, rgb_mean: Sequence[float] | None = None) -> None:
         super().__init__(in_channels, out_channels, scale, rgb_mean)
+        if act is None:
+            raise ConfigError("net.act=null: the iterative projection units need an activation (valid: a partial "
+                              "such as {_target_: torch.nn.PReLU, _partial_: true})")
         if num_stages < 1:
             raise ConfigError(f"net.num_stages={num_stages} is too small (valid: >= 1)")
         if not (first_kernel and last_kernel):

@@ -29,6 +29,12 @@ PAPER: dict[str, tuple[str, str]] = {
     "lapsrn": ("812k", "not reproduced exactly: 812,768 results if biases are left out and the two 64-channel "
                        "4×4 transposed convs are counted as 3×3 — our guess at the paper's arithmetic"),
     "dbpn": ("≈10M (×4)", "projection kernels grow with scale (6×6 at ×2, 8×8 at ×4)"),
+    "rcan": ("≈16M (×4)", "secondary: 16,000K in the Holistic-Super-Resolution-Review README (×4); "
+                          "the official code also counts its two 1×1 mean-shift convs (24), a buffer here; ×2/×3 "
+                          "differ in the sub-pixel convs"),
+    "rrdb": ("16,697,987 (×4)", "no count found in the paper; the official RRDBNet ×4 (23 blocks, nf 64, gc 32) as "
+                                "counted in public ESRGAN/Real-ESRGAN repos (secondary); ×2 has one upsampling conv fewer, ×3 "
+                                "one ×3 step"),
     "dbpn_small": ("—", "our small variant: dense D-DBPN wiring, n0 = 128, nR = 32, T = 2"),
     "swinir": ("11.9M (×4)", "official README (JingyunLiang/SwinIR, RCAN comparison, ×4); 11.8M in a survey's table "
                              "(secondary: Holistic-Super-Resolution-Review README); equals the official code's count "
