@@ -155,6 +155,8 @@ def test_any_body_under_any_strategy(strategy: str, body: str) -> None:
         (["net/upsample=interpolate", "net.upsample.mode=area"], r"^net\.upsample\.mode=area is unknown \(valid:"),
         (["arch=espcn", "net/upsample=interpolate", "net.upsample.kernel_size=0"], r"^net\.upsample\.kernel_size=0 cannot map 32 to 1 channels"),
         (["arch=edsr_baseline", "channels=1"], r"^net\.rgb_mean has 3 values for channels=1"),
+        (["arch=compact", "net.out_channels=1"], r"^net\.residual=nearest with 3 → 1 channels is not supported"),
+        (["arch=compact", "net.residual=bicubic"], r"^net\.residual=bicubic with 3 → 3 channels is not supported"),
     ],
 )
 def test_bad_configs_fail_in_one_line(overrides: list[str], message: str) -> None:
