@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from conftest import compose_cfg, run_cli, write_images
+from conftest import compose_cfg, write_images
 from spandrel_ref import spandrel
 from srexp.cli.evaluate import run as eval_run
 from srexp.cli.upscale import run as upscale_run
@@ -72,6 +72,18 @@ def edsr_reference(sd: dict, x: torch.Tensor, res_scale: float) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------------------ Compact (spandrel's class)
+def compact_file(feat: int, num_conv: int, scale: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    """SRVGGNetCompact's state dict by hand (no spandrel): body.<k> convs at even k, per-channel PReLUs at odd k."""
+    g = torch.Generator().manual_seed(seed)
+    sd, widths = {}, [3] + [feat] * (num_conv + 1)
+    for i, (cin, cout) in enumerate(zip(widths, widths[1:] + [3 * scale * scale])):
+        sd[f"body.{2 * i}.weight"] = torch.randn(cout, cin, 3, 3, generator=g) * 0.1
+        sd[f"body.{2 * i}.bias"] = torch.randn(cout, generator=g) * 0.1
+        if i <= num_conv:
+            sd[f"body.{2 * i + 1}.weight"] = torch.full((cout,), 0.25)
+    return sd
+
+
 def compact_model(seed: int, feat: int = 16, num_conv: int = 3, scale: int = 4):
     torch.manual_seed(seed)
     model = spandrel().architectures.Compact.Compact(num_in_ch=3, num_out_ch=3, num_feat=feat, num_conv=num_conv,
@@ -246,26 +258,65 @@ def test_unknown_mismatched_and_pickled_files_are_one_line_refusals(tmp_path):
     assert not marker.exists()
 
 
-def test_loads_inside_a_running_hydra_app(tmp_path):
-    """The commands are Hydra apps: the loader composes train.yaml beside the app's own Hydra and leaves it as it was."""
-    from hydra import initialize_config_dir
+def run_command(module, args: list[str], monkeypatch) -> int:
+    """A command through its own entry point (``@hydra.main`` included) in this process; its exit status."""
     from hydra.core.global_hydra import GlobalHydra
 
-    from srexp import CONF_DIR
+    monkeypatch.setattr("sys.argv", [module.__name__, *args])
+    GlobalHydra.instance().clear()
+    try:
+        module.main()
+    except SystemExit as e:
+        return int(e.code or 0)
+    finally:
+        GlobalHydra.instance().clear()
+    return 0
+
+
+def test_export_turns_a_community_file_into_a_srexp_file(tmp_path, monkeypatch, capsys):
+    """srexp-export as a running Hydra app: the loader composes train.yaml beside the app's own Hydra."""
+    from srexp.cli import export
+    from srexp.nets import foreign
 
     model = compact_model(1, scale=2)
     torch.save({"params_ema": model.state_dict()}, tmp_path / "c.pth")
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        outer = GlobalHydra.instance()
-        check_float(tmp_path / "c.pth", model)
-        assert GlobalHydra.instance() is outer and outer.is_initialized()
-
-
-@pytest.mark.slow
-def test_export_turns_a_community_file_into_a_srexp_file(tmp_path):
-    model = compact_model(1, scale=2)
-    torch.save({"params_ema": model.state_dict()}, tmp_path / "c.pth")
-    r = run_cli("srexp.cli.export", f"ckpt={tmp_path / 'c.pth'}", f"out={tmp_path / 'c.safetensors'}")
-    assert r.returncode == 0, r.stderr[-2000:]
+    foreign._composed.cache_clear()
+    foreign._compose_train.cache_clear()  # compose for real, inside the app
+    assert run_command(export, [f"ckpt={tmp_path / 'c.pth'}", f"out={tmp_path / 'c.safetensors'}"], monkeypatch) == 0
     info = check_float(tmp_path / "c.safetensors", model)  # now a srexp file: the converted net and its config
     assert info["choices"]["arch"] == "custom" and info["config"]["foreign"]["layout"] == "realesrgan-compact"
+
+    span = spandrel().architectures.SPAN.SPAN(num_in_ch=3, num_out_ch=3, feature_channels=8, upscale=2)
+    torch.save(span.state_dict(), tmp_path / "span.pth")
+    capsys.readouterr()
+    assert run_command(export, [f"ckpt={tmp_path / 'span.pth'}", f"out={tmp_path / 's.safetensors'}"],
+                       monkeypatch) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"srexp-export: error: ckpt={tmp_path / 'span.pth'}: a net spandrel builds") and \
+        len(err.splitlines()) == 1 and not (tmp_path / "s.safetensors").exists()
+
+
+def test_runtime_imports_spandrel_and_takes_its_torchvision_stand_in_out(monkeypatch):
+    """Where torchvision does not import, srexp imports spandrel with a stand-in during that import only: afterwards
+    no torchvision is left in sys.modules, and the two architectures that wanted it get a function that refuses."""
+    import sys
+
+    from srexp.nets.foreign import _spandrel
+
+    spandrel()  # skips where spandrel is not installed
+    for name in [m for m in sys.modules if m.split(".")[0] in ("spandrel", "torchvision")]:
+        monkeypatch.delitem(sys.modules, name)  # put back as they were after the test
+    try:
+        import torchvision  # noqa: F401
+        pytest.skip("torchvision imports here: spandrel imports as it is, nothing is stood in")
+    except Exception:  # noqa: BLE001 - missing or broken beside this torch
+        for name in [m for m in sys.modules if m.split(".")[0] == "torchvision"]:
+            monkeypatch.delitem(sys.modules, name)
+    _spandrel.import_spandrel.cache_clear()
+    try:
+        mod, why = _spandrel.import_spandrel()
+        assert mod is not None and why == "" and not any(m.split(".")[0] == "torchvision" for m in sys.modules)
+        with pytest.raises(RuntimeError, match="need torchvision"):
+            mod.architectures.RestoreFormer.tv_normalize(torch.zeros(1, 3, 2, 2), [0.5] * 3, [0.5] * 3)
+    finally:
+        _spandrel.import_spandrel.cache_clear()

@@ -183,18 +183,49 @@ def no_layout(path: Path, state: StateDict, why: str) -> ForeignCheckpointError:
 
 
 # --------------------------------------------------------------------------------------------------------- load
-def compose_train(overrides: list[str]) -> tuple[dict, dict]:
-    """(resolved config, choices) of ``train.yaml`` composed with ``overrides`` (a fresh copy each call: the
-    composition is cached, it takes a good part of a second). Works inside a running Hydra app too (srexp-eval)."""
-    return copy.deepcopy(_composed(tuple(overrides)))
+def _is_composed(override: str) -> bool:
+    """Overrides Hydra must compose (a group choice such as ``arch=rrdb`` or ``net/body=plain``, an addition or a
+    deletion); the rest are plain values set on the composed config, as Hydra itself does after composing."""
+    key = override.split("=", 1)[0]
+    return key == "arch" or "/" in key or key.startswith(("+", "~"))
 
 
-@functools.lru_cache(maxsize=16)
-def _composed(overrides: tuple[str, ...]) -> tuple[dict, dict]:
+def compose_train(overrides: list[str]) -> tuple[dict, dict, dict]:
+    """(resolved config, choices, the ``arch`` preset's resolved config at the same scale) of ``train.yaml`` with
+    ``overrides``. Composing takes a good part of a second, so only the group choices are composed (cached); the
+    values are set with Hydra's own override parser. Works inside a running Hydra app too (srexp-eval)."""
+    return copy.deepcopy(_compose_train(tuple(overrides)))
+
+
+@functools.lru_cache(maxsize=8)
+def _compose_train(overrides: tuple[str, ...]) -> tuple[dict, dict, dict]:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    groups = [o for o in overrides if _is_composed(o)]
+    arch = [o for o in groups if o.startswith("arch=")]
+    values = OverridesParser.create().parse_overrides([o for o in overrides if not _is_composed(o)])
+
+    def resolved(base, settings) -> dict:
+        cfg = copy.deepcopy(base)
+        for o in settings:
+            OmegaConf.update(cfg, o.key_or_group, o.value(), merge=True)
+        return OmegaConf.to_container(cfg, resolve=True)
+
+    base, choices = _composed(tuple(groups))
+    config = resolved(base, values)
+    preset = resolved(_composed(tuple(arch))[0] if arch != groups else base,
+                      [o for o in values if o.key_or_group == "scale"])
+    return config, dict(choices), preset
+
+
+@functools.lru_cache(maxsize=8)
+def _composed(overrides: tuple[str, ...]):
+    """(config without its hydra node, choices) of ``train.yaml`` with these group overrides."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.singleton import Singleton
-    from omegaconf import OmegaConf, open_dict
+    from omegaconf import open_dict
 
     from srexp import CONF_DIR
 
@@ -210,7 +241,7 @@ def _composed(overrides: tuple[str, ...]) -> tuple[dict, dict]:
     choices = {k: v for k, v in cfg.hydra.runtime.choices.items() if isinstance(v, str)}
     with open_dict(cfg):
         del cfg["hydra"]
-    return OmegaConf.to_container(cfg, resolve=True), choices
+    return cfg, choices
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -275,9 +306,8 @@ def load_foreign(path: str | Path, obj: Any, layout: str | None = None,
             raise ForeignCheckpointError(f"ckpt={path} ({lay.name}): the file does not say its scale: give scale=N")
         overrides.append(f"scale={scale}")
     arch = next((o.split("=", 1)[1] for o in overrides if o.startswith("arch=")), lay.arch)
-    config, choices = compose_train(overrides)
+    config, choices, preset = compose_train(overrides)
     check_fits(config["net"], conv.state, path, f"layout {lay.name} → arch={arch}")
-    preset, _ = compose_train([f"arch={arch}", f"scale={config['scale']}"])
     notes = list(conv.notes)
     if not _same(preset["net"], config["net"]):  # published numbers are the preset's: a resized net has none
         choices["arch"] = "custom"
