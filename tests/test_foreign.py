@@ -205,8 +205,15 @@ def test_spandrel_fallback_for_an_architecture_srexp_lacks(tmp_path):
     ref = sp.architectures.SPAN.SPAN(num_in_ch=3, num_out_ch=3, feature_channels=8, upscale=2)
     ref.load_state_dict(model.state_dict())
     ref.eval()
-    cfg, choices, _ = load_model(tmp_path / "span_x2.pth")
+    cfg, choices, state = load_model(tmp_path / "span_x2.pth")
     assert choices["arch"] == "spandrel:SPAN" and cfg["scale"] == 2 and cfg["foreign"]["layout"] == "spandrel"
+    net = load_net(cfg["net"], state)
+    net._descriptor.supports_bfloat16 = False  # as spandrel's AuraSR: srexp-upscale's bf16 autocast must not reach it
+    x = torch.rand(1, 3, 8, 8)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        got = net(x)
+    with torch.no_grad():
+        assert got.dtype == torch.float32 and (got - ref(x).clamp(0, 1)).abs().max() <= 1e-5
     check_upscale(tmp_path / "span_x2.pth", lambda x: ref(x).clamp(0, 1), tmp_path)  # untiled: radius unknown
     with pytest.raises(ConfigError, match=r"scale=3 does not match ckpt=.*a ×2 SPAN"):
         upscale(tmp_path / "span_x2.pth", lr_image(tmp_path / "in"), tmp_path / "x.png", scale=3)

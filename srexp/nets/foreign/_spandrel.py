@@ -27,6 +27,7 @@ import traceback
 import types
 from pathlib import Path
 
+import torch
 from torch import Tensor, nn
 
 from srexp.nets.foreign import ForeignCheckpointError, no_layout, read_state
@@ -122,6 +123,9 @@ class SpandrelNet(nn.Module):
         self.scale, self.in_channels, self.out_channels = scale, in_channels, out_channels
 
     def forward(self, x: Tensor) -> Tensor:
+        if torch.is_autocast_enabled(x.device.type) and not self._descriptor.supports_bfloat16:
+            with torch.autocast(x.device.type, enabled=False):  # srexp-upscale's bf16 on CUDA: not for this net
+                return self._descriptor(x.float())
         return self._descriptor(x)
 
 
