@@ -89,7 +89,7 @@ def convert(state: StateDict) -> Converted:
     extra = [k for k in state if k not in used]
     if extra:
         raise ForeignCheckpointError(f"expected only EDSR's keys, found {len(extra)} more, e.g. {extra[:3]}")
-    arch = "edsr" if (feat, n) == (256, 32) else "edsr_baseline"
+    arch = "edsr" if feat == 256 else "edsr_baseline"  # the wide model or the baseline, by width as res_scale
     overrides = [f"arch={arch}", f"scale={scale}", f"channels={channels}", f"net.num_feat={feat}",
                  f"net.body.num_block={n}", f"net.body.res_scale={res_scale}",
                  f"net.rgb_mean={mean}" if mean is not None else "net.rgb_mean=null"]
