@@ -9,6 +9,9 @@ $(BIN)/srexp-train: pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e ".[dev]"
+# spandrel, the optional long tail of community checkpoints (tests/test_foreign.py), without its dependencies:
+# its torchvision requirement would replace this torch (pyproject.toml says why it is not an extra)
+	$(BIN)/pip install -q --no-deps spandrel==0.4.2 einops==0.8.2
 	touch $@
 
 install: $(BIN)/srexp-train

@@ -20,6 +20,7 @@ import traceback
 from pathlib import Path
 
 import pytest
+import torch
 
 from conftest import REPO, data_root, shrink, write_images
 from test_dfdnet import NET
@@ -120,6 +121,15 @@ class Files:
         d = self.data / "faces" / "CodeFormer_cropped_faces" if self.data else None
         return d if d and d.is_dir() else None
 
+    def community(self, name: str) -> Path:
+        """A tiny file in the official layout the name suggests (EDSR-PyTorch's, else Real-ESRGAN's Compact)."""
+        from test_foreign import compact_file, edsr_file
+
+        path = self.root / name
+        if not path.exists():
+            torch.save(edsr_file(8, 1, 2) if "edsr" in name else compact_file(8, 1, 4), path)
+        return path
+
     def video(self) -> Path:
         v = self.root / "clip.mp4"
         if not v.exists():
@@ -151,6 +161,8 @@ def concrete(cmd: str, f: Files) -> tuple[str, list[str], dict] | str:
             if ckpt is None:
                 return "no checkpoint made yet by an earlier command"
             val = str(ckpt)
+        elif key == "ckpt" and val.endswith((".pth", ".pt")):  # an official file (docs/community_checkpoints.md)
+            val = str(f.community(val))
         elif val == "model.safetensors":
             val = str(f.root / "model.safetensors")
         elif val == "dict.safetensors":

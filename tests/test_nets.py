@@ -185,6 +185,8 @@ def test_any_body_under_any_strategy(strategy: str, body: str) -> None:
          r"^net\.act=null: the iterative projection units need an activation"),
         (["arch=rrdb", "net.last_kernel=0", "net.num_feat=8", "net.body.num_block=1"],
          r"^net\.hr_kernel=3 needs a last conv after it, got net\.last_kernel=0"),
+        (["arch=compact", "net.out_channels=1"], r"^net\.residual=nearest with 3 → 1 channels is not supported"),
+        (["arch=compact", "net.residual=bicubic"], r"^net\.residual=bicubic with 3 → 3 channels is not supported"),
     ],
 )
 def test_bad_configs_fail_in_one_line(overrides: list[str], message: str) -> None:

@@ -26,6 +26,7 @@ SMALL = {  # preset → overrides that shrink it (the receptive field stays the 
     "fsrcnn": ["net.num_feat=8"],                                    # transposed conv
     "srcnn": ["net.num_feat=8"],                                     # pre-upsampling: MATLAB bicubic inside
     "lapsrn": ["net.num_feat=8", "net.body.num_block=2"],            # progressive, scale 4
+    "compact": ["net.num_feat=8", "net.body.num_block=2"],           # + the nearest-upsampled input
 }
 
 

@@ -40,7 +40,9 @@ def run(cfg: DictConfig) -> list[dict]:
     if cfg.get("model") and cfg.ckpt:
         raise ConfigError("give model=NAME or ckpt=PATH, not both")
     if cfg.get("model") or cfg.ckpt:
-        tcfg, tchoices, state = load_model(model_path(cfg.model) if cfg.get("model") else cfg.ckpt)
+        one = cfg.eval.scales if cfg.eval.scales and len(cfg.eval.scales) == 1 else [None]
+        tcfg, tchoices, state = load_model(model_path(cfg.model) if cfg.get("model") else cfg.ckpt,
+                                           cfg.get("ckpt_layout"), one[0])
         method = tchoices.get("arch") if tchoices.get("arch") not in (None, "custom") else None
         protocol = cfg.eval.protocol or tcfg.get("protocol", "rgb_uint8")
         scales = list(cfg.eval.scales or (tcfg.get("data") or {}).get("scales") or [tcfg["scale"]])

@@ -107,7 +107,7 @@ def build_upscaler(cfg: DictConfig) -> Upscaler:
     opts = dict(device=cfg.device, precision=cfg.precision, tile=int(cfg.tile),
                 overlap=None if cfg.tile_overlap is None else int(cfg.tile_overlap))
     if cfg.ckpt:
-        tcfg, _, state = load_model(cfg.ckpt)
+        tcfg, _, state = load_model(cfg.ckpt, cfg.get("ckpt_layout"), cfg.scale)
         trained, channels = int(tcfg["scale"]), int(tcfg["net"].get("in_channels", tcfg["channels"]))
         if cfg.channels is not None and int(cfg.channels) != channels:
             raise ConfigError(f"channels={cfg.channels} does not match ckpt={cfg.ckpt}, a {channels}-channel net "

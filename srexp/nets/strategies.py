@@ -13,6 +13,7 @@ import math
 from typing import Callable, Sequence
 
 import torch.nn as nn
+import torch.nn.functional as F
 from torch import Tensor
 
 from srexp.nets import ConfigError
@@ -126,13 +127,22 @@ class PostUpsample(Strategy):
     ``stepwise``: a power-of-2 scale is made as ×2 steps (EDSR/SRResNet: ×4 = two ×2 sub-pixel layers),
     any other scale as one step; ``false`` always uses one step (ESPCN, FSRCNN). ``last_kernel: 0`` lets the
     last upsample layer output the image itself (ESPCN's sub-pixel conv, FSRCNN's deconv). The steps and the last
-    conv keep the body's output width (``num_feat`` for most bodies; SwinIR's body narrows 180 to 64 first)."""
+    conv keep the body's output width (``num_feat`` for most bodies; SwinIR's body narrows 180 to 64 first).
+    ``hr_kernel``/``hr_act``: a conv (+ act) at HR before the last conv (ESRGAN's HRconv). ``residual: nearest``
+    adds the nearest-upsampled input to the output (Real-ESRGAN's SRVGGNetCompact: the net learns a residual)."""
+
+    RESIDUALS = ("nearest",)
 
     def __init__(self, in_channels: int, out_channels: int, scale: int, body: Body, upsample: Upsample,
                  num_feat: int = 64, first_kernel: int = 3, last_kernel: int = 3, act: Act | None = None,
                  stepwise: bool = True, init: Init | Sequence[Init] | None = None,
-                 rgb_mean: Sequence[float] | None = None, hr_kernel: int = 0, hr_act: Act | None = None) -> None:
+                 rgb_mean: Sequence[float] | None = None, hr_kernel: int = 0, hr_act: Act | None = None,
+                 residual: str | None = None) -> None:
         super().__init__(in_channels, out_channels, scale, rgb_mean)
+        if residual is not None and (residual not in self.RESIDUALS or in_channels != out_channels):
+            raise ConfigError(f"net.residual={residual} with {in_channels} → {out_channels} channels is not supported "
+                              f"(valid: null, or {', '.join(self.RESIDUALS)} with equal channels)")
+        self.residual = residual
         if not first_kernel:
             raise ConfigError("net.first_kernel=0: post-upsampling needs a head conv (valid: 1, 3, 5, …)")
         if hr_kernel and not last_kernel:
@@ -149,7 +159,8 @@ class PostUpsample(Strategy):
         self._apply_init(init)
 
     def run(self, x: Tensor) -> Tensor:
-        return self.conv_last(self.conv_hr(self.upsample(self.body(self.conv_first(x)))))
+        y = self.conv_last(self.conv_hr(self.upsample(self.body(self.conv_first(x)))))
+        return y + F.interpolate(x, scale_factor=self.scale, mode=self.residual) if self.residual else y
 
 
 class ProgressiveUpsample(Strategy):

@@ -17,6 +17,8 @@ PAPER: dict[str, tuple[str, str]] = {
     "nearest": ("0", "any `channels`"),
     "bilinear": ("0", "any `channels`"),
     "bicubic": ("0", "any `channels`; MATLAB bicubic (a = -0.5), as the papers' tables"),
+    "compact": ("—", "Real-ESRGAN publishes no count; realesr-animevideov3's layout (inference_realesrgan.py: 64 "
+                     "features, 16 convs, per-channel PReLU); realesr-general-x4v3 has 32 convs"),
     "srcnn": ("8,032", "paper counts weights only; + 97 biases = 8,129"),
     "srcnn_955": ("57,184", "paper counts weights only; + 97 biases = 57,281"),
     "fsrcnn": ("12,464", "paper counts conv weights only; + 173 biases + 7 PReLU slopes (one per layer here, "

@@ -32,23 +32,27 @@ def save_safetensors(config: dict, choices: dict, state: dict, out: str | Path, 
     return out
 
 
-def load_model(path: str | Path) -> tuple[dict, dict, dict]:
+def load_model(path: str | Path, layout: str | None = None, scale: int | None = None) -> tuple[dict, dict, dict]:
     """(config, choices, net state dict) of a srexp-train checkpoint, loaded with ``weights_only=True`` (no pickled
     code runs), or of a net exported by srexp-export (``.safetensors``). The EMA weights (``net_ema.``,
-    ``task.ema_decay``) when the run kept them. Kept light (no Lightning import): srexp-upscale starts fast."""
-    import torch
+    ``task.ema_decay``) when the run kept them. Kept light (no Lightning import): srexp-upscale starts fast.
+
+    Any other file is a community checkpoint (:mod:`srexp.nets.foreign`): an official layout mapped onto srexp's own
+    net, or spandrel's for the long tail. ``layout`` forces one (``ckpt_layout=``); ``scale`` is used only where the
+    file cannot tell its scale."""
+    from srexp.nets.foreign import load_foreign, read_safetensors, torch_load
 
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"ckpt={path}: no such file")
     if path.suffix == ".safetensors":
-        return load_safetensors(path)
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unpickling problem is a bad checkpoint for the user
-        raise ConfigError(f"ckpt={path}: not a loadable checkpoint ({str(e).splitlines()[0][:200]})") from None
-    if not isinstance(ckpt, dict) or "srexp_config" not in ckpt:
-        raise ConfigError(f"ckpt={path}: no srexp config inside (was it written by srexp-train?)")
+        meta, state = read_safetensors(path)
+        if meta.get("format") == FORMAT and "srexp_config" in meta:
+            return json.loads(meta["srexp_config"]), json.loads(meta.get("srexp_choices", "{}")), state
+        return load_foreign(path, state, layout, scale)
+    ckpt = torch_load(path)
+    if not isinstance(ckpt, dict) or "srexp_config" not in ckpt or not isinstance(ckpt.get("state_dict"), dict):
+        return load_foreign(path, ckpt, layout, scale)
     prefix = "net_ema." if any(k.startswith("net_ema.") for k in ckpt["state_dict"]) else "net."
     state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
     return ckpt["srexp_config"], ckpt.get("srexp_choices", {}), state
@@ -56,14 +60,9 @@ def load_model(path: str | Path) -> tuple[dict, dict, dict]:
 
 def load_safetensors(path: str | Path) -> tuple[dict, dict, dict]:
     """(config, choices, net state dict) of a file written by :func:`save_safetensors`."""
-    from safetensors import safe_open
+    from srexp.nets.foreign import read_safetensors
 
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            state = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as e:  # noqa: BLE001 - a bad file for the user
-        raise ConfigError(f"ckpt={path}: not a loadable safetensors file ({str(e).splitlines()[0][:200]})") from None
+    meta, state = read_safetensors(Path(path))
     if meta.get("format") != FORMAT or "srexp_config" not in meta:
         raise ConfigError(f"ckpt={path}: no srexp config in its metadata (was it written by srexp-export?)")
     return json.loads(meta["srexp_config"]), json.loads(meta.get("srexp_choices", "{}")), state
