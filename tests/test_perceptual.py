@@ -52,9 +52,8 @@ ALEX_CH = [W * m for m in (1, 3, 6, 4, 4)]
 VGG_CH = [W * m for m in (1, 2, 4, 8, 8)]
 
 
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> dict[str, str]:
-    d = tmp_path_factory.mktemp("weights")
+def make_weight_files(d: Path) -> dict[str, str]:
+    """Stand-in weight files of every metric in ``d`` (width W backbones in torchvision's layout), by config key."""
     g = torch.Generator().manual_seed(5)
     files = {"alexnet": tv_state_dict(ALEX, 1), "vgg16": tv_state_dict(VGG, 2), "lpips_alex": heads(ALEX_CH, 3),
              "lpips_vgg": heads(VGG_CH, 4),
@@ -62,6 +61,11 @@ def weights(tmp_path_factory) -> dict[str, str]:
     for name, sd in files.items():
         torch.save(sd, d / f"{name}.pth")
     return {name: str(d / f"{name}.pth") for name in files}
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> dict[str, str]:
+    return make_weight_files(tmp_path_factory.mktemp("weights"))
 
 
 @pytest.fixture(scope="module")

@@ -130,9 +130,14 @@ def state(path: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def reference(folders, tmp_path_factory) -> tuple[Path, Record]:
+    """The CPU preset with LPIPS and DISTS validated (small stand-in weight files in torchvision's layout)."""
+    from test_perceptual import make_weight_files
+
     out = tmp_path_factory.mktemp("realgan")
+    weights = make_weight_files(tmp_path_factory.mktemp("weights"))
     rec = Record()
-    cfg = compose_cfg("train", cpu_preset(folders))
+    cfg = compose_cfg("train", cpu_preset(folders, "task.metrics=[lpips,dists]",
+                                          *(f"task.metric_weights.{k}={v}" for k, v in weights.items())))
     assert cfg.task.loss_weights == {"pixel": 1.0, "perceptual": 1.0, "adversarial": 0.1}
     assert cfg.task.discriminator._target_.endswith("UNetDiscriminatorSN") and cfg.task.ema_decay == 0.999
     run(cfg, run_dir=str(out), callbacks=[rec])
@@ -154,6 +159,8 @@ def test_both_phases_run_and_switch_at_the_right_step(reference):
     assert phases == [1.0] * PRETRAIN + [2.0] * GAN_ITERS
     assert sum(bool(r.get("train/g_perceptual")) for r in rows) == GAN_ITERS
     assert any(r.get("val/psnr") for r in rows)
+    for k in ("val/lpips", "val/dists"):  # the perceptual metrics beside PSNR (stand-in weights: any scale)
+        assert 0 < float([r[k] for r in rows if r.get(k)][-1]) < float("inf"), k
     last = state(out / "checkpoints" / "last.ckpt")
     assert last["global_step"] == STEPS and len(last["optimizer_states"]) == 3 and len(last["lr_schedulers"]) == 3
     assert {k.split(".")[0] for k in last["state_dict"]} == {"net", "net_ema", "discriminator"}
@@ -188,3 +195,14 @@ def test_pretrain_steps_without_its_loss_or_optimiser_is_one_line():
             instantiate(task, net=net)
         cause = e.value.__cause__
         assert isinstance(cause, ConfigError) and "task.pretrain_steps=" in str(cause) and "\n" not in str(cause)
+
+
+def test_the_leaderboard_shows_the_perceptual_metrics(reference, tmp_path):
+    from test_perceptual import write_leaderboard
+
+    out, _ = reference
+    write_leaderboard([out], tmp_path)
+    header = (tmp_path / "leaderboard.csv").read_text().splitlines()[0].split(",")
+    assert "LPIPS" in header and "DISTS" in header
+    row = next(csv.DictReader((tmp_path / "leaderboard.csv").open()))
+    assert float(row["LPIPS"]) > 0 and float(row["DISTS"]) > 0
