@@ -13,6 +13,7 @@ say so in one line.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import warnings
@@ -54,15 +55,44 @@ class FinalOutput(nn.Module):
 
 
 @contextlib.contextmanager
+def _fds_silenced():
+    """File descriptors 1 and 2 to /dev/null: torch.export writes the graphs of a failed trace below Python."""
+    import os
+    import sys
+
+    for f in (sys.stdout, sys.stderr):
+        f.flush()
+    try:
+        saved = [os.dup(1), os.dup(2)]
+    except OSError:  # no real descriptors (an embedding host): nothing to silence
+        yield
+        return
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+        yield
+    finally:
+        for f in (sys.stdout, sys.stderr):
+            f.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, null):
+            os.close(fd)
+
+
+@contextlib.contextmanager
 def _quiet():
-    """The exporter's warnings, its 'torchvision is not installed' lines and the optimizer's INFO lines ("Removed 8
-    unused nodes") are noise for the user."""
-    loggers = [logging.getLogger(n) for n in ("torch.onnx", "onnxscript", "onnx_ir")]
+    """The exporter's warnings, its 'torchvision is not installed' lines, the optimizer's INFO lines ("Removed 8
+    unused nodes") and the graphs it prints when torch.export fails are noise for the user (the reason is raised)."""
+    prefixes = ("torch", "onnxscript", "onnx_ir")  # torch.fx's "Unable to find user code …" on a refused net too
+    names = [n for n in list(logging.root.manager.loggerDict) if n.split(".")[0] in prefixes]
+    loggers = [logging.getLogger(n) for n in {*prefixes, *names}]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
-        lg.setLevel(logging.ERROR)
+        lg.setLevel(logging.CRITICAL + 1)  # a failure is raised with its reason
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), _fds_silenced():
             warnings.simplefilter("ignore")
             yield
     finally:
@@ -173,7 +203,14 @@ def verify_onnx(net: nn.Module, path: str | Path, channels: int, tolerance: floa
     ConfigError when it exceeds ``tolerance`` or the shapes differ."""
     x = check_image(channels) if image is None else image
     ref = FinalOutput(net).cpu().float().eval()(x)
-    got = run_session(session(path, "out"), x)
+    try:
+        got = run_session(session(path, "out"), x)
+    except ConfigError:
+        raise
+    except Exception as e:  # noqa: BLE001 - e.g. a size the export specialised: onnxruntime refuses another
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ConfigError(f"out={path}: onnxruntime failed on a {x.shape[-1]}×{x.shape[-2]} image "
+                          f"({first[:200]})") from None
     if got.shape != ref.shape:
         raise ConfigError(f"out={path}: the ONNX model gives shape {tuple(got.shape)} on a "
                           f"{tuple(x.shape)} image, PyTorch {tuple(ref.shape)}")

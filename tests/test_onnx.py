@@ -21,11 +21,12 @@ from srexp.onnx import OnnxNet, check_image, export_onnx, verify_onnx
 from srexp.ops.resize import imresize, upscale_conv
 from test_upscale import _images, fake_checkpoint, make_video, upscale_cfg
 
-# family → (scale, overrides shrinking the preset): a pre-upsampling net with MATLAB bicubic inside, a progressive
+# family → (scale, overrides shrinking the preset): a pre-upsampling net with MATLAB bicubic inside (VDSR: its global
+# residual adds the bicubic image to the output, so the bicubic's export is what is compared), a progressive
 # net (a list of outputs: the last is exported) with transposed convs; the fixture below exports a pixel-shuffle Y net
 # (ESPCN). Every preset and shipped model: bench/onnx_export.py (docs/reliability.md), ~3 s of CPU each.
 FAMILIES = {
-    "srcnn": (3, ["net.num_feat=8", "net.body.out_feat=4"]),
+    "vdsr": (3, ["net.num_feat=8", "net.body.num_block=1"]),
     "lapsrn": (4, ["net.num_feat=8", "net.body.num_block=1"]),
 }
 
