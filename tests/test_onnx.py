@@ -110,7 +110,7 @@ def test_upscaler_through_onnx_equals_pytorch(y_model, tmp_path):
             assert pt.shape == ox.shape and pt.shape[-2:] == (48, 60)
             # float differences of ~1e-7 can move a value across a rounding boundary: ±1, rarely
             assert np.abs(pt - ox).max() <= 1, (name, tile)
-            assert (pt != ox).mean() < 0.01, (name, tile)
+            assert (pt != ox).mean() < 0.005, (name, tile)  # measured: at most 0.1% of the values
     # the tiles' overlap is the radius recorded at export; the tiled output equals the whole one
     ups = build_upscaler(upscale_cfg(ckpt=done["onnx"], input="x.png", output="y.png", tile=8))
     assert isinstance(ups.net, OnnxNet) and ups.radius == receptive_radius(net, 1) >= 2
