@@ -233,9 +233,18 @@ class OnnxNet(nn.Module):
         meta = metadata(self.session, path, key)
         self.scale, self.in_channels = meta["scale"], meta["channels"]
         self.recorded_radius, self.config = meta["radius"], meta["config"]  # srexp.nets.stats.receptive_radius
+        self.choices = meta["choices"]
 
     def forward(self, x: Tensor) -> Tensor:
         return run_session(self.session, x)
+
+    def at_scales(self, scales: list[int], key: str) -> dict[int, tuple[OnnxNet, int]]:
+        """srexp-eval's ``{scale: (net, channels)}``: the exported scale only."""
+        other = [s for s in scales if int(s) != self.scale]
+        if other:
+            raise ConfigError(f"eval.scales={list(scales)}: {key} was exported for ×{self.scale} only (valid: "
+                              f"[{self.scale}]; an ONNX model runs at its exported scale)")
+        return {self.scale: (self, self.in_channels)}
 
 
 def is_onnx(path) -> bool:

@@ -37,11 +37,18 @@ def run(cfg: DictConfig) -> list[dict]:
     if cfg.get("model") and cfg.ckpt:
         raise ConfigError("give model=NAME or ckpt=PATH, not both")
     if cfg.get("model") or cfg.ckpt:
-        tcfg, tchoices, state = load_model(model_path(cfg.model) if cfg.get("model") else cfg.ckpt)
+        onnx = str(cfg.ckpt or "").lower().endswith(".onnx")  # srexp-export format=onnx, run by onnxruntime
+        if onnx:
+            from srexp.onnx import OnnxNet
+
+            net = OnnxNet(cfg.ckpt)
+            tcfg, tchoices, state = net.config or {"scale": net.scale}, net.choices or {}, None
+        else:
+            tcfg, tchoices, state = load_model(model_path(cfg.model) if cfg.get("model") else cfg.ckpt)
         method = tchoices.get("arch") if tchoices.get("arch") not in (None, "custom") else None
         protocol = cfg.eval.protocol or tcfg.get("protocol", "rgb_uint8")
         scales = list(cfg.eval.scales or (tcfg.get("data") or {}).get("scales") or [tcfg["scale"]])
-        nets = nets_from_checkpoint(tcfg, state, scales)
+        nets = net.at_scales(scales, f"ckpt={cfg.ckpt}") if onnx else nets_from_checkpoint(tcfg, state, scales)
         paper = tcfg.get("paper")
     else:
         method = choices.get("arch")
