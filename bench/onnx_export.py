@@ -1,7 +1,7 @@
 """Every architecture preset (conf/arch/) and every shipped model (srexp/models/) through the ONNX export of
 srexp-export format=onnx: onnxruntime (CPU) vs PyTorch on the 47×61 astronaut crop, max abs difference, export time.
 
-    python bench/onnx_export.py [--full] [--scale 2] [--out table.md]
+    python bench/onnx_export.py [--full] [--scale 2] [--arch vdsr srresnet …] [--out table.md]
 
 Default: the presets shrunk (8 features, ≤ 2 blocks or stages; the layer types are the preset's); ``--full``: at the
 papers' sizes (EDSR 40M parameters: minutes). The shipped models are trained weights at full size. Prints a
@@ -55,10 +55,11 @@ def row(name: str, net: torch.nn.Module, scale: int, channels: int, tmp: Path) -
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--full", action="store_true", help="the presets at the papers' sizes (slow for EDSR)")
     ap.add_argument("--scale", type=int, default=2, help="scale of the presets (lapsrn: ×4 at least)")
     ap.add_argument("--out", type=Path, default=None, help="also write the table to this file")
+    ap.add_argument("--arch", nargs="*", default=None, help="only these presets (default: all, and the shipped models)")
     args = ap.parse_args()
     torch.manual_seed(0)
     lines = [f"{machine()} · ONNX opset {OPSET} · {'paper sizes' if args.full else 'shrunk presets'}", "",
@@ -67,12 +68,15 @@ def main() -> None:
         tmp = Path(d)
         for yaml in sorted((CONF_DIR / "arch").glob("*.yaml")):
             arch = yaml.stem
+            if args.arch is not None and arch not in args.arch:
+                continue
             scale = max(args.scale, 4) if arch == "lapsrn" else args.scale
             cfg = compose("train", [f"arch={arch}", f"scale={scale}", *([] if args.full else SHRINK.get(arch, []))])
             channels = int(cfg.net.get("in_channels", cfg.channels))
             lines.append(row(f"arch={arch}", build_net(cfg.net), scale, channels, tmp))
             print(lines[-1], flush=True)
-        for f in sorted((Path(__file__).resolve().parent.parent / "srexp" / "models").glob("*.safetensors")):
+        shipped = (Path(__file__).resolve().parent.parent / "srexp" / "models").glob("*.safetensors")
+        for f in sorted(shipped) if args.arch is None else []:
             config, _, state = load_model(f)
             net = build_net(config["net"])
             net.load_state_dict(state)
