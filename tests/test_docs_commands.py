@@ -165,6 +165,8 @@ def concrete(cmd: str, f: Files) -> tuple[str, list[str], dict] | str:
             val = str(f.community(val))
         elif val == "model.safetensors":
             val = str(f.root / "model.safetensors")
+        elif val == "model.onnx" and key == "ckpt":  # the README's srexp-export out=model.onnx wrote it
+            val = str(f.root / "out" / "model.onnx")
         elif val == "dict.safetensors":
             val = str(f.root / "dict.safetensors")
         elif key == "images" or key in ("data.train", "data.val") and "/" in val:  # face folders

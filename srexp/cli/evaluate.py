@@ -40,13 +40,20 @@ def run(cfg: DictConfig) -> list[dict]:
     if cfg.get("model") and cfg.ckpt:
         raise ConfigError("give model=NAME or ckpt=PATH, not both")
     if cfg.get("model") or cfg.ckpt:
-        one = cfg.eval.scales if cfg.eval.scales and len(cfg.eval.scales) == 1 else [None]
-        tcfg, tchoices, state = load_model(model_path(cfg.model) if cfg.get("model") else cfg.ckpt,
-                                           cfg.get("ckpt_layout"), one[0])
+        onnx = str(cfg.ckpt or "").lower().endswith(".onnx")  # srexp-export format=onnx, run by onnxruntime
+        if onnx:
+            from srexp.onnx import OnnxNet
+
+            net = OnnxNet(cfg.ckpt)
+            tcfg, tchoices, state = net.config or {"scale": net.scale}, net.choices or {}, None
+        else:
+            one = cfg.eval.scales if cfg.eval.scales and len(cfg.eval.scales) == 1 else [None]
+            tcfg, tchoices, state = load_model(model_path(cfg.model) if cfg.get("model") else cfg.ckpt,
+                                               cfg.get("ckpt_layout"), one[0])
         method = tchoices.get("arch") if tchoices.get("arch") not in (None, "custom") else None
         protocol = cfg.eval.protocol or tcfg.get("protocol", "rgb_uint8")
         scales = list(cfg.eval.scales or (tcfg.get("data") or {}).get("scales") or [tcfg["scale"]])
-        nets = nets_from_checkpoint(tcfg, state, scales)
+        nets = net.at_scales(scales, f"ckpt={cfg.ckpt}") if onnx else nets_from_checkpoint(tcfg, state, scales)
         paper = tcfg.get("paper")
     else:
         method = choices.get("arch")

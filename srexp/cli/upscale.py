@@ -99,13 +99,18 @@ class Upscaler:
 
 
 def build_upscaler(cfg: DictConfig) -> Upscaler:
-    """From ``ckpt=`` (a srexp-train checkpoint or a srexp-export safetensors file) or a zero-parameter ``arch=``."""
+    """From ``ckpt=`` (a srexp-train checkpoint, a srexp-export safetensors file or ONNX model) or a zero-parameter
+    ``arch=``."""
     from srexp.nets import build_net
     from srexp.nets.strategies import at_scale
     from srexp.training.checkpoint import load_model, load_net
 
     opts = dict(device=cfg.device, precision=cfg.precision, tile=int(cfg.tile),
                 overlap=None if cfg.tile_overlap is None else int(cfg.tile_overlap))
+    if cfg.ckpt and str(cfg.ckpt).lower().endswith(".onnx"):  # srexp-export format=onnx, run by onnxruntime
+        from srexp.onnx import upscaler_net
+
+        return Upscaler(*upscaler_net(cfg.ckpt, cfg.scale, cfg.channels), **opts)
     if cfg.ckpt:
         tcfg, _, state = load_model(cfg.ckpt, cfg.get("ckpt_layout"), cfg.scale)
         trained, channels = int(tcfg["scale"]), int(tcfg["net"].get("in_channels", tcfg["channels"]))

@@ -80,6 +80,8 @@ def receptive_radius(net: nn.Module, channels: int, probe: int = 16) -> int | No
     bounds every path through skips, concatenations and branches. None when the net mixes distant pixels on purpose
     (the ``reshape`` upsample layer; any module with ``mixes_globally = True``: global pooling as in channel attention,
     attention windows aligned to the image), so tiling cannot be exact."""
+    if hasattr(net, "recorded_radius"):  # a net that cannot be probed (an ONNX session) records its radius
+        return net.recorded_radius
     if any(isinstance(m, ReshapeUp) or getattr(m, "mixes_globally", False) for m in net.modules()):
         return None
     total = 0.0

@@ -93,6 +93,8 @@ def imresize(
         scales = (out_hw[0] / h, out_hw[1] / w)
 
     is_uint8 = img.dtype == torch.uint8
+    if scale is not None and _exporting() and not is_uint8 and float(scale).is_integer() and scale >= 1:
+        return upscale_conv(img, int(scale))  # torch.export / ONNX: shape-generic ops only
     if not (is_uint8 or img.is_floating_point()):
         raise TypeError(f"imresize: expected uint8 or floating input, got {img.dtype}")
     x = img.to(torch.float64) if is_uint8 else img
@@ -101,6 +103,55 @@ def imresize(
         if x.shape[d - 2] != out_hw[d] or scales[d] != 1.0:
             x = _resize_dim(x, x.dim() - 2 + d, out_hw[d], scales[d], antialias, round_uint8=is_uint8)
     return x.to(torch.uint8) if is_uint8 else x
+
+
+def _exporting() -> bool:
+    return torch.compiler.is_exporting() or torch.jit.is_tracing()
+
+
+@lru_cache(maxsize=16)
+def _phase_taps(scale: int) -> tuple[tuple[tuple[float, ...], ...], int, int]:
+    """MATLAB's ×``scale`` bicubic as ``scale`` fixed 1-D filters on the replicate-padded input: weights
+    ``(scale, taps)`` (phase p makes output pixel ``scale·i + p`` from input pixels ``i - lo … i + hi``), lo, hi.
+    :func:`_contributions`' rule with the output coordinate relative to input pixel i: ``u - i = (p + ½)/scale + ½``
+    (1-based), so the taps of output ``scale·i + p`` are those of phase p shifted by i; at the borders its clamped
+    indices are what replicate padding gives. Plain Python floats (float64): ``torch.export`` traces no tensor op."""
+    def cubic1(d: float) -> float:
+        a = abs(d)
+        return (1.5 * a**3 - 2.5 * a**2 + 1) if a <= 1 else (-0.5 * a**3 + 2.5 * a**2 - 4 * a + 2) if a <= 2 else 0.0
+
+    phases = []
+    for p in range(scale):
+        f = (p + 0.5) / scale - 0.5  # u minus the 1-based index of input pixel i
+        first = math.floor(f - 2)
+        w = {first + k: cubic1(f - (first + k)) for k in range(6)}
+        total = sum(w.values())
+        phases.append({o: v / total for o, v in w.items() if v != 0})
+    lo, hi = -min(min(ph) for ph in phases), max(max(ph) for ph in phases)
+    return tuple(tuple(ph.get(o, 0.0) for o in range(-lo, hi + 1)) for ph in phases), lo, hi
+
+
+def upscale_conv(x: Tensor, scale: int) -> Tensor:
+    """``imresize(x, scale=scale)`` of a float ``(N, C, H, W)`` batch for an integer ``scale``, as replicate padding,
+    a depthwise conv per dimension (rows first, as MATLAB) and an interleave of the ``scale`` phases: only
+    shape-generic ops, so ``torch.export`` and ONNX export it for any ``H, W`` (equal to :func:`imresize` to float
+    rounding; tests/test_onnx.py)."""
+    if scale == 1:
+        return x
+    taps, lo, hi = _phase_taps(scale)
+    n, c = x.shape[:2]
+    k = torch.tensor(taps, dtype=x.dtype, device=x.device).repeat(c, 1)  # (c·scale, taps): channel ch·scale + p
+    for dim in (2, 3):
+        pad = (0, 0, lo, hi) if dim == 2 else (lo, hi, 0, 0)
+        weight = k[:, None, :, None] if dim == 2 else k[:, None, None, :]
+        y = F.conv2d(F.pad(x, pad, mode="replicate"), weight, groups=c)  # (n, c·scale, h, w)
+        h, w = y.shape[-2:]
+        y = y.reshape(n, c, scale, h, w)
+        if dim == 2:
+            x = y.permute(0, 1, 3, 2, 4).reshape(n, c, h * scale, w)
+        else:
+            x = y.permute(0, 1, 3, 4, 2).reshape(n, c, h, w * scale)
+    return x
 
 
 def modcrop(img: Tensor, scale: int) -> Tensor:
