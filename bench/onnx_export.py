@@ -24,7 +24,7 @@ from _common import machine  # noqa: E402
 from srexp import CONF_DIR  # noqa: E402
 from srexp.nets import build_net  # noqa: E402
 from srexp.nets.stats import count_params, receptive_radius  # noqa: E402
-from srexp.onnx import OPSET, export_onnx, verify_onnx  # noqa: E402
+from srexp.training.onnx import OPSET, export_onnx, verify_onnx  # noqa: E402
 from srexp.training.checkpoint import load_model  # noqa: E402
 
 SHRINK = {  # preset → overrides keeping its layer types

@@ -145,7 +145,7 @@ def test_unknown_group_choice_is_one_line():
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("srexp-train: error: arch=nope is not a config in conf/arch/ "
-                                                   "(valid: bicubic, bilinear, custom, dbpn,")
+                                                   "(valid: bicubic, bilinear, compact, custom, dbpn,")
     with pytest.raises(ConfigError, match=r"net/strategy=sideways .*valid: iterative, post, pre, progressive"):
         check_choices(["net/strategy=sideways"])
     with pytest.raises(ConfigError, match="arch=nope"):

@@ -1,4 +1,4 @@
-"""ONNX export (srexp/onnx.py, srexp-export format=onnx): the net families export with dynamic batch/height/width and
+"""ONNX export (srexp/training/onnx.py, srexp-export format=onnx): the net families export with dynamic batch/height/width and
 match PyTorch under onnxruntime on a photo crop of another size; the check fails where the model differs; srexp-upscale
 ckpt=model.onnx (colour, alpha, tiles, video) gives PyTorch's pixels; one-line errors for a missing package, a broken
 file and a net that does not export. The MATLAB bicubic inside pre-upsampling nets exports as a fixed conv."""
@@ -17,7 +17,7 @@ from srexp.data.images import read_image
 from srexp.errors import ConfigError
 from srexp.nets import build_net
 from srexp.nets.stats import receptive_radius
-from srexp.onnx import OnnxNet, check_image, export_onnx, verify_onnx
+from srexp.training.onnx import OnnxNet, check_image, export_onnx, verify_onnx
 from srexp.ops.resize import imresize, upscale_conv
 from test_upscale import _images, make_video, upscale_cfg
 

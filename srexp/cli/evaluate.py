@@ -42,7 +42,7 @@ def run(cfg: DictConfig) -> list[dict]:
     if cfg.get("model") or cfg.ckpt:
         onnx = str(cfg.ckpt or "").lower().endswith(".onnx")  # srexp-export format=onnx, run by onnxruntime
         if onnx:
-            from srexp.onnx import OnnxNet
+            from srexp.training.onnx import OnnxNet
 
             net = OnnxNet(cfg.ckpt)
             tcfg, tchoices, state = net.config or {"scale": net.scale}, net.choices or {}, None

@@ -3,7 +3,7 @@ model checked against PyTorch with onnxruntime.
 
 ``srexp-export ckpt=outputs/…/checkpoints/last.ckpt out=model.safetensors``; the file then serves as ``ckpt=`` for
 srexp-upscale and srexp-eval. The EMA weights are exported when the run kept them (``task.ema_decay``).
-``format=onnx`` (or ``out=model.onnx``) writes ``model.onnx`` (:mod:`srexp.onnx`: dynamic batch, height and width;
+``format=onnx`` (or ``out=model.onnx``) writes ``model.onnx`` (:mod:`srexp.training.onnx`: dynamic batch, height and width;
 the final output of a progressive net) and prints the max abs difference of onnxruntime and PyTorch on a real image;
 more than ``onnx.tolerance`` fails the export. ``format=both`` writes both files. ``ckpt=model.onnx`` runs in
 srexp-upscale.
@@ -46,7 +46,7 @@ def export_onnx_checked(config: dict, choices: dict, net, out: Path, tolerance: 
     """``net`` as ONNX at ``out``, then onnxruntime vs PyTorch on a real image: the max abs difference, or one line
     (and no file) when it is over ``tolerance``."""
     from srexp.nets.stats import receptive_radius
-    from srexp.onnx import export_onnx, verify_onnx
+    from srexp.training.onnx import export_onnx, verify_onnx
 
     channels = int(config["net"].get("in_channels", config["channels"]))
     scale = int(getattr(net, "scale", config["scale"]))
@@ -78,7 +78,7 @@ def run(cfg: DictConfig) -> dict:
         done["safetensors"] = save_safetensors(config, choices, state, paths["safetensors"])
         print(f"exported {len(state)} tensors ({params:,} parameters) to {done['safetensors']}")
     if "onnx" in paths:
-        from srexp.onnx import CHECK_HW
+        from srexp.training.onnx import CHECK_HW
 
         tol, opset = float(cfg.onnx.tolerance), int(cfg.onnx.opset)
         diff = export_onnx_checked(config, choices, net, paths["onnx"], tol, opset)

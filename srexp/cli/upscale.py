@@ -108,7 +108,7 @@ def build_upscaler(cfg: DictConfig) -> Upscaler:
     opts = dict(device=cfg.device, precision=cfg.precision, tile=int(cfg.tile),
                 overlap=None if cfg.tile_overlap is None else int(cfg.tile_overlap))
     if cfg.ckpt and str(cfg.ckpt).lower().endswith(".onnx"):  # srexp-export format=onnx, run by onnxruntime
-        from srexp.onnx import upscaler_net
+        from srexp.training.onnx import upscaler_net
 
         return Upscaler(*upscaler_net(cfg.ckpt, cfg.scale, cfg.channels), **opts)
     if cfg.ckpt:

@@ -310,7 +310,8 @@ class PerceptualMetrics(nn.Module):
         bad = [n for n in names if n not in METRICS]
         if bad:
             raise ConfigError(f"metrics={names}: unknown {bad} (valid: {', '.join(METRICS)})")
-        self.__dict__["nets"] = {n: build_metric(n, weights, key) for n in names}
+        with torch.random.fork_rng(devices=[]):  # building the nets draws their (then overwritten) initial weights:
+            self.__dict__["nets"] = {n: build_metric(n, weights, key) for n in names}  # not from the run's stream
 
     @property
     def names(self) -> list[str]:
