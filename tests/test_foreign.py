@@ -327,3 +327,53 @@ def test_runtime_imports_spandrel_and_takes_its_torchvision_stand_in_out(monkeyp
             mod.architectures.RestoreFormer.tv_normalize(torch.zeros(1, 3, 2, 2), [0.5] * 3, [0.5] * 3)
     finally:
         _spandrel.import_spandrel.cache_clear()
+
+
+# ------------------------------------------------------------- the other families' layouts, through the commands
+def official_file(layout: str, path: Path) -> torch.nn.Module:
+    """A tiny official net (spandrel's implementation, random weights) saved at ``path`` in ``layout``'s file form
+    (the containers their releases use: BasicSR's ``params_ema``, SwinIR's ``params``, a safetensors file)."""
+    from test_foreign_rcan_rrdb import BASICSR, NEW, old_to
+    from test_foreign_swinir import official
+
+    archs = spandrel().architectures
+    torch.manual_seed(0)
+    if layout == "rcan":
+        model = archs.RCAN.RCAN(scale=2, n_resgroups=1, n_resblocks=2, n_feats=8, reduction=4)
+        state = model.state_dict()
+    elif layout.startswith(("esrgan", "basicsr")):
+        model = archs.ESRGAN.ESRGAN(num_filters=8, num_blocks=1, scale=4)
+        state = model.state_dict()
+        state = {"esrgan-new": lambda s: old_to(s, NEW), "basicsr-rrdbnet": lambda s: {"params_ema": old_to(s, BASICSR)}
+                 }.get(layout, lambda s: s)(state)
+    else:  # swinir (classical ×2, in params) or swinir-light (×3, safetensors)
+        model = official("pixelshuffle" if layout == "swinir" else "pixelshuffledirect", 2 if layout == "swinir" else 3)
+        state = {"params": model.state_dict()} if layout == "swinir" else model.state_dict()
+    if path.suffix == ".safetensors":
+        save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    else:
+        torch.save(state, path)
+    return model.eval()
+
+
+@pytest.mark.parametrize("layout,name", [("rcan", "RCAN_BIX2.pt"), ("esrgan-old", "RRDB_PSNR_x4_old_arch.pth"),
+                                         ("esrgan-new", "RRDB_ESRGAN_x4.pth"),
+                                         ("basicsr-rrdbnet", "RealESRNet_x4plus.pth"),
+                                         ("swinir", "001_classicalSR_DIV2K_s48w8_SwinIR-M_x2.pth"),
+                                         ("swinir-light", "002_lightweightSR_DIV2K_s64w8_SwinIR-S_x3.safetensors")])
+def test_every_official_layout_through_upscale(layout, name, tmp_path):
+    """Each layout's file, detected with no hint, runs through srexp-upscale (tiled where the net allows it) and gives
+    the official net's output; the layout and the srexp preset are recorded in the config."""
+    ckpt = tmp_path / name
+    model = official_file(layout, ckpt)
+    check_upscale(ckpt, lambda x: model(x.clone()), tmp_path)  # spandrel's RCAN scales its input in place
+    cfg, choices, _ = load_model(ckpt)
+    assert cfg["foreign"]["layout"] == layout
+    assert choices["arch"] == "custom"  # tiny nets: not the preset's size, so no paper row beside them
+
+
+def test_rcan_through_eval_beside_its_paper_row(tmp_path, data_root, monkeypatch):
+    ckpt = tmp_path / "RCAN_BIX2.pt"
+    model = official_file("rcan", ckpt)
+    rows = check_eval(ckpt, lambda x: model(x.clone()), data_root, tmp_path, monkeypatch, 2)
+    assert rows[0]["protocol"]["name"] == "rgb_uint8"
