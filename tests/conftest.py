@@ -6,9 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-import pytest
-import torch
+# One OpenMP thread per test process, set before torch loads its OpenMP runtime (torch.set_num_threads(1) below does
+# not reach every pool): the suite's tiny convolutions only contend for 2 cores, and with two threads some CPU
+# kernels sum in a scheduling-dependent order (the Real-ESRGAN resume differed by 1e-8 from its reference run).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
 from hydra import compose, initialize_config_dir
 from PIL import Image
 
