@@ -183,6 +183,8 @@ def test_huge_image_is_tiled_under_a_memory_bound(tmp_path):
 def make_video(path: Path, frames: int = 10, size=(48, 32), fps: int = 12) -> None:
     import av
 
+    from srexp.data.old_footage import write_tone
+
     with av.open(str(path), "w") as c:
         v = c.add_stream("libx264", rate=fps)
         v.width, v.height, v.pix_fmt = size[0], size[1], "yuv420p"
@@ -193,14 +195,7 @@ def make_video(path: Path, frames: int = 10, size=(48, 32), fps: int = 12) -> No
             rgb = np.stack([(xx * 5 + k * 10) % 256, (yy * 7) % 256, np.full_like(xx, 128)], -1).astype(np.uint8)
             for p in v.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
                 c.mux(p)
-        t = np.arange(16000 * frames // fps) / 16000
-        sound = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
-        for start in range(0, sound.shape[1], 1024):
-            af = av.AudioFrame.from_ndarray(np.ascontiguousarray(sound[:, start : start + 1024]), format="fltp",
-                                            layout="mono")
-            af.sample_rate, af.pts = 16000, start
-            for p in a.encode(af):
-                c.mux(p)
+        write_tone(c, a, frames / fps)
         for s in (v, a):
             for p in s.encode(None):
                 c.mux(p)

@@ -44,16 +44,25 @@ def old_footage(path: str | Path, frames: int = 12, size: tuple[int, int] = (64,
                 c.mux(p)
         streams = [v]
         if a is not None:
-            t = np.arange(16000 * frames // fps) / 16000
-            sound = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
-            for start in range(0, sound.shape[1], 1024):
-                af = av.AudioFrame.from_ndarray(np.ascontiguousarray(sound[:, start : start + 1024]), format="fltp",
-                                                layout="mono")
-                af.sample_rate, af.pts = 16000, start
-                for p in a.encode(af):
-                    c.mux(p)
+            write_tone(c, a, frames / fps)
             streams.append(a)
         for s in streams:
             for p in s.encode(None):
                 c.mux(p)
     return path
+
+
+def write_tone(container, stream, seconds: float, hz: float = 440.0) -> None:
+    """A sine of ``seconds`` into ``stream`` (an AAC stream at 16 kHz, mono, added to ``container``), muxed; the caller
+    flushes the stream (``stream.encode(None)``) with its others."""
+    import av
+
+    rate = 16000
+    t = np.arange(int(rate * seconds)) / rate
+    sound = (0.3 * np.sin(2 * np.pi * hz * t)).astype(np.float32)[None]
+    for start in range(0, sound.shape[1], 1024):
+        af = av.AudioFrame.from_ndarray(np.ascontiguousarray(sound[:, start : start + 1024]), format="fltp",
+                                        layout="mono")
+        af.sample_rate, af.pts = rate, start
+        for p in stream.encode(af):
+            container.mux(p)
