@@ -154,7 +154,7 @@ def test_missing_or_wrong_files_are_one_line(weights, tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
     cases = [
         (("lpips", {}, "task.metric_weights"), f"put torchvision's alexnet-owt-7be5be79.pth ({P.TORCHVISION['alexnet']}) "
-         f"in {tmp_path / 'torch' / 'hub' / 'checkpoints'}, or set task.metric_weights.alexnet=PATH"),
+         f"at {tmp_path / 'torch' / 'hub' / 'checkpoints' / 'alexnet-owt-7be5be79.pth'}, or set task.metric_weights.alexnet=PATH"),
         (("dists", {}, "eval.metric_weights"), "vgg16-397923af.pth"),
         (("lpips_vgg", {"vgg16": str(tmp_path / "nope.pth")}, "eval.metric_weights"),
          f"eval.metric_weights.vgg16={tmp_path / 'nope.pth'}: no such file (expected torchvision's vgg16-397923af.pth)"),

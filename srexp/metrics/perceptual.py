@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from srexp.errors import ConfigError, SrexpError
+from srexp.nets.vgg import hub_cache_path as vgg_hub_cache_path, load_weights_file, torchvision_weights
 
 TORCHVISION = {  # torchvision's IMAGENET1K_V1 weights
     "alexnet": "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
@@ -55,36 +56,14 @@ def file_name(backbone: str) -> str:
 
 
 def hub_cache_path(backbone: str) -> Path:
-    return Path(torch.hub.get_dir()) / "checkpoints" / file_name(backbone)
-
-
-def _load(path: Path, what: str) -> dict[str, Tensor]:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)  # DISTS' file was saved from a GPU
-    except Exception as e:  # noqa: BLE001 - any unpickling problem is a bad weights file for the user
-        raise SrexpError(f"{what} {path}: not loadable ({str(e).splitlines()[0][:200]})") from None
-    if not isinstance(state, Mapping):
-        raise SrexpError(f"{what} {path}: not a state dict (found {type(state).__name__})")
-    return dict(state)
+    return vgg_hub_cache_path(file_name(backbone))
 
 
 def backbone_state_dict(backbone: str, path: str | Path | None = None, key: str = "metric_weights") -> dict:
     """torchvision's ``backbone`` state dict: from ``path``, else the hub cache, else downloaded into the cache."""
-    name, url = file_name(backbone), TORCHVISION[backbone]
-    if path:
-        p = Path(path).expanduser()
-        if not p.is_file():
-            raise SrexpError(f"{key}.{backbone}={p}: no such file (expected torchvision's {name})")
-        return _load(p, f"{backbone} weights")
-    cached = hub_cache_path(backbone)
-    if cached.is_file():
-        return _load(cached, f"{backbone} weights")
-    try:
-        return torch.hub.load_state_dict_from_url(url, map_location="cpu", check_hash=True, weights_only=True)
-    except Exception as e:  # noqa: BLE001 - offline (URLError), proxy, hash mismatch: the same advice
-        reason = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
-        raise SrexpError(f"{backbone} weights not found and the download failed ({reason}): put torchvision's {name} "
-                         f"({url}) in {cached.parent}, or set {key}.{backbone}=PATH") from None
+    name = file_name(backbone)
+    return torchvision_weights(name, TORCHVISION[backbone], path, f"{backbone} weights", f"{key}.{backbone}",
+                               f"{key}.{backbone}={{path}}: no such file (expected torchvision's {name})")
 
 
 def package_file(package: str, relative: str, what: str, key: str, install: str) -> Path:
@@ -210,7 +189,7 @@ class LPIPS(nn.Module):
                                                                     f"LPIPS {net} heads", head_key, "lpips")
         if not path.is_file():
             raise SrexpError(f"{head_key}={path}: no such file (expected lpips' weights/v0.1/{net}.pth)")
-        state = _load(path, f"LPIPS {net} heads")
+        state = load_weights_file(path, f"LPIPS {net} heads")
         self.heads = nn.ParameterList()
         for i, c in enumerate(self.net.channels):
             w = state.get(f"lin{i}.model.1.weight")
@@ -251,7 +230,7 @@ class DISTS(nn.Module):
                                                                        f"{key}.dists", "DISTS_pytorch")
         if not path.is_file():
             raise SrexpError(f"{key}.dists={path}: no such file (expected DISTS_pytorch's weights.pt)")
-        state = _load(path, "DISTS α, β")
+        state = load_weights_file(path, "DISTS α, β")
         self.chans = [3, *self.net.channels]
         n = sum(self.chans)
         for k in ("alpha", "beta"):

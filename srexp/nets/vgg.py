@@ -16,7 +16,7 @@ error says which file to put where.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -61,34 +61,47 @@ def _check_layers(layers: Sequence[str]) -> None:
         raise ConfigError(f"VGG19 layer(s) {list(layers)}: unknown {unknown} (valid: {', '.join(LAYER_NAMES)})")
 
 
-def hub_cache_path() -> Path:
-    return Path(torch.hub.get_dir()) / "checkpoints" / VGG19_FILE
+def hub_cache_path(file: str = VGG19_FILE) -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints" / file
 
 
-def _load_file(path: Path) -> dict[str, Tensor]:
+def load_weights_file(path: Path, what: str) -> dict[str, Tensor]:
+    """A state dict from ``path`` with ``weights_only=True``; anything else is one line naming ``what`` and the file."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)  # map_location: files saved from a GPU
     except Exception as e:  # noqa: BLE001 - any unpickling problem is a bad weights file for the user
-        raise SrexpError(f"VGG19 weights {path}: not loadable ({str(e).splitlines()[0][:200]})") from None
+        raise SrexpError(f"{what} {path}: not loadable ({str(e).splitlines()[0][:200]})") from None
+    if not isinstance(state, Mapping):
+        raise SrexpError(f"{what} {path}: not a state dict (found {type(state).__name__})")
+    return dict(state)
+
+
+def torchvision_weights(file: str, url: str, path: str | Path | None, what: str, setting: str,
+                        missing: str) -> dict[str, Tensor]:
+    """torchvision's weights ``file``: from ``path``, else the torch hub cache, else downloaded from ``url`` into it.
+    Used by the VGG loss and the perceptual metrics. ``what`` names the weights in errors, ``setting`` is the config
+    key that takes a path, ``missing`` the one line for a ``path`` that is not a file (``{path}`` is filled in)."""
+    if path:
+        p = Path(path).expanduser()
+        if not p.is_file():
+            raise SrexpError(missing.format(path=p))
+        return load_weights_file(p, what)
+    cached = hub_cache_path(file)
+    if cached.is_file():
+        return load_weights_file(cached, what)
+    try:
+        return torch.hub.load_state_dict_from_url(url, map_location="cpu", check_hash=True, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - offline (URLError), proxy, hash mismatch: the same advice
+        reason = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        raise SrexpError(f"{what} not found and the download failed ({reason}): put torchvision's {file} ({url}) "
+                         f"at {cached}, or set {setting}=PATH") from None
 
 
 def vgg19_state_dict(weights: str | Path | None = None) -> dict[str, Tensor]:
     """torchvision's VGG19 state dict: from ``weights``, else the hub cache, else downloaded into the cache."""
-    if weights:
-        path = Path(weights).expanduser()
-        if not path.is_file():
-            raise SrexpError(f"VGG19 weights {path}: no such file (give torchvision's {VGG19_FILE} to the perceptual "
-                             f"loss's weights=, e.g. task.loss.perceptual.weights=PATH)")
-        return _load_file(path)
-    cached = hub_cache_path()
-    if cached.is_file():
-        return _load_file(cached)
-    try:
-        return torch.hub.load_state_dict_from_url(VGG19_URL, map_location="cpu", check_hash=True, weights_only=True)
-    except Exception as e:  # noqa: BLE001 - offline (URLError), proxy, hash mismatch: the same advice
-        reason = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
-        raise SrexpError(f"VGG19 weights not found and the download failed ({reason}): put torchvision's "
-                         f"{VGG19_FILE} ({VGG19_URL}) at {cached}, or set task.loss.perceptual.weights=PATH") from None
+    return torchvision_weights(VGG19_FILE, VGG19_URL, weights, "VGG19 weights", "task.loss.perceptual.weights",
+                               f"VGG19 weights {{path}}: no such file (give torchvision's {VGG19_FILE} to the "
+                               f"perceptual loss's weights=, e.g. task.loss.perceptual.weights=PATH)")
 
 
 class VGG19Features(nn.Module):
