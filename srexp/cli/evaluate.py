@@ -24,6 +24,7 @@ from srexp.errors import ConfigError
 from srexp.ops.device import resolve_device
 from srexp.tasks.benchmark import add_paper, benchmark, markdown_table
 from srexp.training.checkpoint import load_model, load_net, nets_from_checkpoint
+from srexp.training.onnx import is_onnx
 from srexp.metrics import get_protocol
 from srexp.metrics.perceptual import PerceptualMetrics
 from srexp.models import TOLERANCE_DB, metadata, model_path
@@ -40,7 +41,7 @@ def run(cfg: DictConfig) -> list[dict]:
     if cfg.get("model") and cfg.ckpt:
         raise ConfigError("give model=NAME or ckpt=PATH, not both")
     if cfg.get("model") or cfg.ckpt:
-        onnx = str(cfg.ckpt or "").lower().endswith(".onnx")  # srexp-export format=onnx, run by onnxruntime
+        onnx = is_onnx(cfg.ckpt or "")  # srexp-export format=onnx, run by onnxruntime
         if onnx:
             from srexp.training.onnx import OnnxNet
 

@@ -31,7 +31,9 @@ from srexp.ops.color import rgb_to_ycbcr, ycbcr_to_rgb
 from srexp.ops.device import resolve_device
 from srexp.ops.resize import imresize
 from srexp.cli import check_missing, one_line_errors
+from srexp.nets import final
 from srexp.nets.stats import INTERPOLATE_RADIUS, receptive_radius
+from srexp.training.onnx import is_onnx
 from srexp.ops.tiling import run_tiled
 
 log = logging.getLogger("srexp.cli.upscale")
@@ -61,7 +63,7 @@ class Upscaler:
     def _net(self, x: Tensor) -> Tensor:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             out = self.net(x.to(self.device))
-        out = out[-1] if isinstance(out, (list, tuple)) else out
+        out = final(out)
         return out.float().cpu()
 
     def _colour(self, x: Tensor) -> Tensor:
@@ -107,7 +109,7 @@ def build_upscaler(cfg: DictConfig) -> Upscaler:
 
     opts = dict(device=cfg.device, precision=cfg.precision, tile=int(cfg.tile),
                 overlap=None if cfg.tile_overlap is None else int(cfg.tile_overlap))
-    if cfg.ckpt and str(cfg.ckpt).lower().endswith(".onnx"):  # srexp-export format=onnx, run by onnxruntime
+    if cfg.ckpt and is_onnx(cfg.ckpt):  # srexp-export format=onnx, run by onnxruntime
         from srexp.training.onnx import upscaler_net
 
         return Upscaler(*upscaler_net(cfg.ckpt, cfg.scale, cfg.channels), **opts)

@@ -75,4 +75,9 @@ def _unknown_key(cfg: Any, path: str | None = None) -> ConfigError | None:
     return None
 
 
-__all__ = ["ConfigError", "build_net"]
+def final(out):
+    """A net's final output: the last level of a progressive net's list, anything else as it is."""
+    return out[-1] if isinstance(out, (list, tuple)) else out
+
+
+__all__ = ["ConfigError", "build_net", "final"]

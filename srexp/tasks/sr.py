@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from srexp.errors import ConfigError
 from srexp.metrics import SRMetrics, get_protocol, shave
 from srexp.metrics.perceptual import PerceptualMetrics
+from srexp.nets import final
 from srexp.ops.color import to_float
 from srexp.ops.resize import imresize
 from srexp.tasks.ema import ema_copy, ema_update
@@ -44,7 +45,7 @@ class SRValidation:
     def forward(self, lr: Tensor) -> Tensor:
         ema = getattr(self, "net_ema", None)  # the weight average validates when enabled (task.ema_decay)
         out = (ema if ema is not None and not self.training else self.net)(lr)
-        return out[-1] if isinstance(out, (list, tuple)) else out
+        return final(out)
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int = 0):
         lr, target, *rest = batch

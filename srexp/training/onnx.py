@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from srexp.errors import ConfigError
+from srexp.nets import final
 
 OPSET = 20  # torch 2.13's default for the dynamo exporter; onnxruntime ≥ 1.17 runs it
 FORMAT = "srexp-onnx-1"
@@ -50,8 +51,7 @@ class FinalOutput(nn.Module):
         self.net = net
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.net(x)
-        return out[-1] if isinstance(out, (list, tuple)) else out
+        return final(self.net(x))
 
 
 @contextlib.contextmanager
