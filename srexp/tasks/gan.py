@@ -108,13 +108,6 @@ class GANTask(SRValidation, L.LightningModule):
             log.warning("trainer.max_steps=%d <= task.pretrain_steps=%d: phase 2 (GAN) never starts (max_steps = "
                         "pretrain_steps + 2 × GAN iterations)", max_steps, n)
 
-    def on_after_batch_transfer(self, batch, dataloader_idx: int = 0):
-        batch = super().on_after_batch_transfer(batch, dataloader_idx)
-        if self.degradation is not None and self.trainer is not None and self.trainer.training and len(batch) == 2:
-            lr, hr = batch
-            batch = (self.degradation(hr, hr.shape[-1] // lr.shape[-1], self.global_step), hr)
-        return batch
-
     def _update_ema(self) -> None:
         if self.net_ema is not None:
             ema_update(self.net_ema, self.net, self.hparams.ema_decay, self.global_step)

@@ -48,8 +48,15 @@ class SRValidation:
         return final(out)
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int = 0):
+        """Floats on the device; a training batch ``(lr, hr)`` of a task with a ``degradation`` (SRTask, GANTask) gets
+        its LR made anew from the HR there, seeded by the step."""
         lr, target, *rest = batch
-        return (to_float(lr), to_float(target) if target.dtype == torch.uint8 else target, *rest)
+        batch = (to_float(lr), to_float(target) if target.dtype == torch.uint8 else target, *rest)
+        degradation = getattr(self, "degradation", None)
+        if degradation is not None and self.trainer is not None and self.trainer.training and len(batch) == 2:
+            lr, hr = batch
+            batch = (degradation(hr, hr.shape[-1] // lr.shape[-1], self.global_step), hr)
+        return batch
 
     def on_validation_epoch_start(self) -> None:
         self.val_rows = []
@@ -171,9 +178,6 @@ class SRTask(SRValidation, L.LightningModule):
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int = 0):
         batch = super().on_after_batch_transfer(batch, dataloader_idx)
-        if self.degradation is not None and self.trainer is not None and self.trainer.training and len(batch) == 2:
-            lr, hr = batch
-            batch = (self.degradation(hr, hr.shape[-1] // lr.shape[-1], self.global_step), hr)
         if self.hparams.channels_last and batch[0].dim() == 4:
             batch = (batch[0].contiguous(memory_format=torch.channels_last), *batch[1:])
         return batch
